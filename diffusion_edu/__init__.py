@@ -1,0 +1,73 @@
+"""diffusion_edu: a small, readable library for learning how diffusion models work.
+
+The public API, name by name (paper convention: x_0 is data, x_T is noise, t runs 1..T):
+"""
+
+from diffusion_edu.data import (
+    DownloadError,
+    MNISTData,
+    augment,
+    data_dir,
+    download_mnist,
+    load_idx_folder,
+    load_mnist,
+    read_idx,
+)
+from diffusion_edu.device import autocast_dtype, describe_device, pick_device, quick_mode
+from diffusion_edu.forward import (
+    predict_eps_from_x0,
+    predict_x0_from_eps,
+    q_posterior,
+    q_sample,
+    q_step,
+)
+from diffusion_edu.models import UNet, UNetConfig, count_parameters, sinusoidal_embedding
+from diffusion_edu.samplers import (
+    SampleStep,
+    Trajectory,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_step,
+    sample,
+    sample_steps,
+)
+from diffusion_edu.schedules import NoiseSchedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # schedules and the forward process
+    "NoiseSchedule",
+    "q_step",
+    "q_sample",
+    "q_posterior",
+    "predict_x0_from_eps",
+    "predict_eps_from_x0",
+    # the reverse process
+    "ddpm_step",
+    "ddim_step",
+    "ddim_timesteps",
+    "sample",
+    "sample_steps",
+    "SampleStep",
+    "Trajectory",
+    # models
+    "UNet",
+    "UNetConfig",
+    "count_parameters",
+    "sinusoidal_embedding",
+    # data
+    "load_mnist",
+    "MNISTData",
+    "augment",
+    "data_dir",
+    "read_idx",
+    "load_idx_folder",
+    "download_mnist",
+    "DownloadError",
+    # where code runs
+    "pick_device",
+    "autocast_dtype",
+    "describe_device",
+    "quick_mode",
+]

@@ -1,0 +1,6 @@
+"""Noise predictors: any module ``(x_t, t, labels) -> eps_hat``."""
+
+from diffusion_edu.models.embeddings import sinusoidal_embedding
+from diffusion_edu.models.unet import UNet, UNetConfig, count_parameters
+
+__all__ = ["UNet", "UNetConfig", "count_parameters", "sinusoidal_embedding"]

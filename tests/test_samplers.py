@@ -1,0 +1,244 @@
+"""DDPM and DDIM steps against the paper's identities, and the sampling loop with an oracle."""
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from diffusion_edu import (
+    NoiseSchedule,
+    ddim_step,
+    ddim_timesteps,
+    ddpm_step,
+    q_posterior,
+    q_sample,
+    sample,
+    sample_steps,
+)
+
+S = NoiseSchedule.linear()
+
+
+def _noisy(t, shape=(4, 1, 6, 6), seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x0 = torch.rand(shape, generator=g, dtype=torch.float64) * 2 - 1
+    eps = torch.randn(shape, generator=g, dtype=torch.float64)
+    return x0, eps, q_sample(x0, t, S, eps)
+
+
+@pytest.mark.parametrize("t", [2, 10, 500, 1000])
+def test_ddpm_step_with_true_noise_gives_the_posterior_mean(t):
+    x0, eps, x_t = _noisy(t)
+    mean, var = q_posterior(x0, x_t, t, S)
+    out = ddpm_step(eps, x_t, t, S, noise=torch.zeros_like(x_t))
+    assert_close(out, mean)
+    # ...and the noise it adds has the posterior's standard deviation.
+    z = torch.randn_like(x_t)
+    assert_close(ddpm_step(eps, x_t, t, S, noise=z) - out, var.sqrt() * z)
+
+
+def test_ddpm_step_beta_variance_uses_sqrt_beta():
+    x0, eps, x_t = _noisy(100)
+    z = torch.randn_like(x_t)
+    diff = ddpm_step(eps, x_t, 100, S, z, variance="beta") - ddpm_step(eps, x_t, 100, S, z)
+    assert_close(diff, (S.betas[100].sqrt() - S.posterior_variance[100].sqrt()) * z)
+
+
+def test_ddpm_step_adds_no_noise_at_t1_and_lands_on_x0():
+    x0, eps, x_1 = _noisy(1)
+    out = ddpm_step(eps, x_1, 1, S, noise=torch.randn_like(x_1))
+    assert_close(out, x0)
+
+
+def test_ddpm_clipping_changes_nothing_when_x0_hat_is_in_range():
+    x0, eps, x_t = _noisy(300)  # x0 in [-1, 1] and the true eps: x0_hat = x0
+    z = torch.randn_like(x_t)
+    assert_close(ddpm_step(eps, x_t, 300, S, z, clip_x0=True), ddpm_step(eps, x_t, 300, S, z))
+
+
+def test_ddpm_per_sample_t_adds_noise_only_where_t_above_1():
+    x0, eps, _ = _noisy(1)
+    t = torch.tensor([1, 1, 5, 5])
+    x_t = q_sample(x0, t, S, eps)
+    z = torch.randn_like(x_t)
+    diff = ddpm_step(eps, x_t, t, S, z) - ddpm_step(eps, x_t, t, S, torch.zeros_like(z))
+    assert (diff[:2] == 0).all() and (diff[2:] != 0).all()
+
+
+@pytest.mark.parametrize("t, t_prev", [(1000, 0), (1000, 980), (500, 300), (50, 49), (2, 1)])
+def test_ddim_with_true_eps_maps_x_t_to_x_tprev_of_the_same_x0_and_eps(t, t_prev):
+    x0, eps, x_t = _noisy(t)
+    out = ddim_step(eps, x_t, t, t_prev, S, eta=0.0)
+    assert_close(out, q_sample(x0, t_prev, S, eps))
+
+
+def test_ddim_eta0_is_deterministic_and_tprev0_returns_x0_hat():
+    x0, eps, x_t = _noisy(700)
+    eps_hat = eps + 0.1 * torch.randn_like(eps)  # an imperfect model
+    a = ddim_step(eps_hat, x_t, 700, 200, S, eta=0.0, noise=torch.randn_like(x_t))
+    b = ddim_step(eps_hat, x_t, 700, 200, S, eta=0.0, noise=torch.randn_like(x_t))
+    assert_close(a, b)
+    x0_hat = (x_t - S.sqrt_one_minus_alpha_bars[700] * eps_hat) / S.sqrt_alpha_bars[700]
+    assert_close(ddim_step(eps_hat, x_t, 700, 0, S), x0_hat)
+
+
+@pytest.mark.parametrize("t", [2, 30, 600, 1000])
+def test_full_step_ddim_with_eta1_is_ddpm_with_posterior_variance(t):
+    x0, eps, x_t = _noisy(t)
+    eps_hat = eps + 0.3 * torch.randn_like(eps)  # holds for any eps_hat, not only the true one
+    z = torch.randn_like(x_t)
+    assert_close(
+        ddim_step(eps_hat, x_t, t, t - 1, S, eta=1.0, noise=z), ddpm_step(eps_hat, x_t, t, S, z)
+    )
+
+
+def test_ddim_timesteps_are_evenly_spaced_from_T_to_0():
+    ts = ddim_timesteps(1000, 50)
+    assert len(ts) == 51 and ts[0] == 1000 and ts[-1] == 0
+    assert all(a - b == 20 for a, b in zip(ts[:-1], ts[1:], strict=True))
+    assert ddim_timesteps(10, 10) == list(range(10, -1, -1))
+    odd = ddim_timesteps(1000, 7)
+    assert all(a > b for a, b in zip(odd[:-1], odd[1:], strict=True))
+
+
+class PointOracle:
+    """The exact noise predictor when the whole data set is one image per class.
+
+    If x_0 is always ``points[label]``, then eps = (x_t - sqrt(ab_t) x_0) / sqrt(1 - ab_t) exactly.
+    With labels=None, the oracle assumes class 0. Any correct sampler must land on the point.
+    """
+
+    def __init__(self, points, schedule):
+        self.points, self.schedule = points, schedule
+        self.calls = []
+
+    def __call__(self, x_t, t, labels):
+        self.calls.append(None if labels is None else labels.clone())
+        idx = torch.zeros_like(t) if labels is None else labels
+        x0 = self.points[idx]  # (B, C, H, W)
+        ab = self.schedule.alpha_bars[t].to(x_t).view(-1, 1, 1, 1)
+        return (x_t - ab.sqrt() * x0) / (1 - ab).sqrt()
+
+
+@pytest.mark.parametrize(
+    "sampler, steps, eta", [("ddpm", None, 0.0), ("ddim", 20, 0.0), ("ddim", 50, 1.0)]
+)
+def test_sampling_with_an_oracle_lands_exactly_on_the_data(sampler, steps, eta):
+    s = NoiseSchedule.cosine(T=200)
+    points = torch.rand(3, 1, 5, 5) * 1.6 - 0.8
+    oracle = PointOracle(points, s)
+    labels = torch.tensor([2, 0, 1, 2])
+    out = sample(
+        oracle,
+        s,
+        labels=labels,
+        sampler=sampler,
+        steps=steps,
+        eta=eta,
+        seed=0,
+        shape=(1, 5, 5),
+        progress=False,
+    )
+    assert_close(out, points[labels], atol=1e-4, rtol=0)
+
+
+def test_sample_trajectory_and_steps_generator():
+    s = NoiseSchedule.linear(T=100)
+    oracle = PointOracle(torch.zeros(1, 1, 4, 4), s)
+    traj = sample(
+        oracle,
+        s,
+        n=2,
+        sampler="ddim",
+        steps=10,
+        seed=3,
+        shape=(1, 4, 4),
+        return_trajectory=True,
+        progress=False,
+    )
+    assert traj.xs.shape == (11, 2, 1, 4, 4) and traj.x0_hats.shape == (10, 2, 1, 4, 4)
+    assert traj.timesteps == ddim_timesteps(100, 10)
+    assert_close(traj.xs[-1], traj.images)
+    # x_T is pure noise, later x_t shrink towards the point 0.
+    assert traj.xs[0].std() > 0.5 and traj.xs[-1].abs().max() < 1e-4
+    steps = list(sample_steps(oracle, s, torch.randn(2, 1, 4, 4), sampler="ddim", steps=5))
+    assert [st.t for st in steps] == [100, 80, 60, 40, 20]
+    assert [st.t_prev for st in steps] == [80, 60, 40, 20, 0]
+
+
+def test_same_seed_same_images_other_seed_other_images():
+    s = NoiseSchedule.linear(T=50)
+    noisy_model = lambda x, t, labels: 0.5 * x  # noqa: E731  any deterministic predictor
+    a = sample(noisy_model, s, n=3, seed=7, shape=(1, 4, 4), progress=False)
+    b = sample(noisy_model, s, n=3, seed=7, shape=(1, 4, 4), progress=False)
+    c = sample(noisy_model, s, n=3, seed=8, shape=(1, 4, 4), progress=False)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= -1 and a.max() <= 1
+
+
+def test_guidance_combines_conditional_and_unconditional_predictions():
+    s = NoiseSchedule.linear(T=20)
+    oracle = PointOracle(torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4) * 0.5]), s)
+    sample(
+        oracle,
+        s,
+        labels=[1, 1],
+        sampler="ddim",
+        steps=4,
+        guidance=1.0,
+        seed=0,
+        shape=(1, 4, 4),
+        progress=False,
+    )
+    assert all(c is not None for c in oracle.calls)  # guidance 1: conditional pass only
+    oracle.calls.clear()
+    sample(
+        oracle,
+        s,
+        labels=[1, 1],
+        sampler="ddim",
+        steps=4,
+        guidance=3.0,
+        seed=0,
+        shape=(1, 4, 4),
+        progress=False,
+    )
+    assert any(c is None for c in oracle.calls)  # guidance != 1 also asks "no label"
+
+
+# --------------------------------------------------------------------------- bad input
+X = torch.zeros(2, 1, 4, 4)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: ddpm_step(X, X, 0, S), ValueError, r"1\.\.1000"),
+        (lambda: ddpm_step(X, X, 5, S, variance="learned"), ValueError, "posterior"),
+        (lambda: ddpm_step(torch.zeros(2, 1, 4, 5), X, 5, S), ValueError, "eps_hat must have"),
+        (lambda: ddpm_step(X, X, 5, S, noise=torch.zeros(1, 1, 4, 4)), ValueError, "noise"),
+        (lambda: ddim_step(X, X, 5, 5, S), ValueError, "t_prev must be smaller than t"),
+        (lambda: ddim_step(X, X, 5, -1, S), ValueError, r"t_prev must lie in 0\.\.1000"),
+        (lambda: ddim_step(X, X, 5, 2, S, eta=-0.5), ValueError, "eta must be >= 0"),
+        (lambda: ddim_timesteps(100, 0), ValueError, r"1\.\.T=100"),
+        (lambda: ddim_timesteps(100, 101), ValueError, "steps"),
+    ],
+)
+def test_bad_step_input_gives_a_clear_error(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_bad_sample_arguments_give_clear_errors():
+    m = lambda x, t, labels: x  # noqa: E731
+    with pytest.raises(ValueError, match="DDPM sampling takes all T=1000 steps"):
+        sample(m, S, n=1, sampler="ddpm", steps=50, shape=(1, 4, 4))
+    with pytest.raises(ValueError, match="sampler must be"):
+        sample(m, S, n=1, sampler="euler", shape=(1, 4, 4))
+    with pytest.raises(ValueError, match="n=3 but 2 labels"):
+        sample(m, S, n=3, labels=[1, 2], shape=(1, 4, 4))
+    with pytest.raises(ValueError, match="give n >= 1"):
+        sample(m, S, shape=(1, 4, 4))
+    with pytest.raises(ValueError, match="guidance needs labels"):
+        sample(m, S, n=2, guidance=2.0, shape=(1, 4, 4))
+    with pytest.raises(ValueError, match="image shape"):
+        sample(m, S, n=2)

@@ -1,0 +1,156 @@
+"""NoiseSchedule: values with provenance, the t convention, monotonicity, formulas, bad input."""
+
+import math
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from diffusion_edu import NoiseSchedule
+
+ALL = [NoiseSchedule.linear, NoiseSchedule.cosine, NoiseSchedule.sigmoid]
+
+
+def test_linear_matches_ddpm_section_4():
+    # Ho et al. 2020, Sec. 4: T = 1000, beta_1 = 1e-4 rising linearly to beta_T = 0.02.
+    s = NoiseSchedule.linear()
+    assert s.T == 1000
+    assert s.betas.shape == (1001,) and s.betas.dtype == torch.float64
+    assert s.betas[0] == 0 and s.alphas[0] == 1 and s.alpha_bars[0] == 1
+    assert_close(s.betas[1], torch.tensor(1e-4, dtype=torch.float64))
+    assert_close(s.betas[1000], torch.tensor(0.02, dtype=torch.float64))
+    assert_close(s.betas[2] - s.betas[1], torch.tensor((0.02 - 1e-4) / 999, dtype=torch.float64))
+
+
+def test_linear_alpha_bar_T_is_the_well_known_4e_minus_5():
+    # prod_{t=1}^{1000} (1 - beta_t) for DDPM's schedule is ~4.04e-5 (sqrt ~ 0.0064): x_T keeps
+    # 0.6% of the signal, which is why x_T ~ N(0, I) is a good approximation.
+    expected = math.prod(1 - (1e-4 + (0.02 - 1e-4) * i / 999) for i in range(1000))
+    s = NoiseSchedule.linear()
+    assert_close(s.alpha_bars[-1].item(), expected, rtol=1e-9, atol=0)
+    assert 4.0e-5 < expected < 4.1e-5
+
+
+def test_posterior_variance_by_hand_at_t2():
+    # DDPM Eq. 7 written out with plain floats for the linear schedule at t = 2:
+    # beta_tilde_2 = (1 - alpha_bar_1) / (1 - alpha_bar_2) * beta_2
+    beta_1, beta_2 = 1e-4, 1e-4 + (0.02 - 1e-4) / 999
+    alpha_bar_1 = 1 - beta_1
+    alpha_bar_2 = alpha_bar_1 * (1 - beta_2)
+    by_hand = (1 - alpha_bar_1) / (1 - alpha_bar_2) * beta_2
+    assert abs(by_hand - 5.4531e-5) < 1e-8  # the number itself, ~ beta_2 * 0.455
+    s = NoiseSchedule.linear()
+    assert_close(s.posterior_variance[2].item(), by_hand, rtol=1e-12, atol=0)
+    # t = 1: given x_1 and x_0, x_0 is known exactly -> no variance left.
+    assert s.posterior_variance[1] == 0
+
+
+@pytest.mark.parametrize("make", ALL)
+def test_alpha_bar_decreases_from_1_to_near_0(make):
+    s = make()
+    assert s.alpha_bars[0] == 1
+    assert (s.alpha_bars[1:] < s.alpha_bars[:-1]).all(), "alpha_bar must strictly decrease"
+    assert s.alpha_bars[-1] < 1e-4, "defaults should end at (almost) pure noise"
+    assert ((s.betas[1:] > 0) & (s.betas[1:] < 1)).all()
+
+
+@pytest.mark.parametrize("make", ALL)
+def test_derived_quantities_follow_their_definitions(make):
+    s = make(T=50)
+    assert_close(s.alphas, 1 - s.betas)
+    assert_close(s.alpha_bars[1:], torch.cumprod(1 - s.betas[1:], 0))
+    assert_close(s.snr[1:], s.alpha_bars[1:] / (1 - s.alpha_bars[1:]))
+    assert_close(s.sqrt_alpha_bars**2 + s.sqrt_one_minus_alpha_bars**2, torch.ones(51).double())
+    assert math.isinf(s.snr[0].item())
+
+
+def test_cosine_matches_its_defining_formula():
+    # Nichol & Dhariwal 2021, Eq. 17: alpha_bar(t) = f(t) / f(0),
+    # f(t) = cos^2(((t / T) + s) / (1 + s) * pi / 2). Clipping at max_beta only bites at the end.
+    T, s_off = 1000, 0.008
+    s = NoiseSchedule.cosine(T=T, s=s_off)
+
+    def f(t: int) -> float:
+        return math.cos((t / T + s_off) / (1 + s_off) * math.pi / 2) ** 2
+
+    for t in [1, 10, 250, 500, 750, 900, 990]:
+        assert_close(s.alpha_bars[t].item(), f(t) / f(0), rtol=1e-9, atol=1e-12)
+    assert s.betas.max() <= 0.999
+    assert_close(s.betas[-1].item(), 0.999)  # the last step is clipped
+
+
+def test_sigmoid_matches_chen_2023():
+    T, start, end, tau = 200, -3.0, 3.0, 0.7
+    s = NoiseSchedule.sigmoid(T=T, start=start, end=end, tau=tau)
+
+    def sig(x: float) -> float:
+        return 1 / (1 + math.exp(-x))
+
+    v0, v1 = sig(start / tau), sig(end / tau)
+    for t in [1, 50, 100, 150, 190]:
+        expected = (v1 - sig((t / T * (end - start) + start) / tau)) / (v1 - v0)
+        assert_close(s.alpha_bars[t].item(), expected, rtol=1e-9, atol=1e-12)
+
+
+def test_cosine_keeps_more_signal_than_linear_in_the_middle():
+    # The reason cosine exists: linear destroys small images too early.
+    lin, cos = NoiseSchedule.linear(), NoiseSchedule.cosine()
+    assert cos.alpha_bars[500] > 2 * lin.alpha_bars[500]
+
+
+def test_from_betas_adds_index_0_and_round_trips_through_dict():
+    betas = torch.tensor([0.1, 0.2, 0.3])
+    s = NoiseSchedule.from_betas(betas)
+    assert s.T == 3
+    assert_close(s.betas, torch.tensor([0.0, 0.1, 0.2, 0.3], dtype=torch.float64))
+    assert_close(s.alpha_bars[3].item(), 0.9 * 0.8 * 0.7)
+    again = NoiseSchedule.from_dict(s.to_dict())
+    assert again == s and again.name == s.name
+
+
+@pytest.mark.parametrize("T", [0, -5, 2.5, True, "100"])
+def test_bad_T_is_rejected_with_a_clear_error(T):
+    with pytest.raises(ValueError, match="T .*integer >= 1"):
+        NoiseSchedule.linear(T=T)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"beta_start": 0.0}, "beta_start must be .* between 0 and 1"),
+        ({"beta_end": 1.0}, "beta_end must be .* between 0 and 1"),
+        ({"beta_end": float("nan")}, "beta_end"),
+        ({"beta_start": -0.1}, "beta_start"),
+    ],
+)
+def test_bad_linear_betas_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        NoiseSchedule.linear(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "betas, match",
+    [
+        ([0.1, 1.5], r"beta_2 = 1.5"),
+        ([0.1, float("nan")], "finite"),
+        ([0.1, float("inf")], "finite"),
+        ([], "empty"),
+        ([[0.1, 0.2]], "1-D"),
+        ([0.0, 0.1, 0.2], "index 0"),  # someone passed the T+1 array: say how to fix it
+        ([-0.2], "strictly between 0 and 1"),
+    ],
+)
+def test_bad_betas_are_rejected_with_what_is_wrong(betas, match):
+    with pytest.raises(ValueError, match=match):
+        NoiseSchedule.from_betas(betas)
+
+
+def test_bad_cosine_and_sigmoid_arguments():
+    with pytest.raises(ValueError, match="max_beta"):
+        NoiseSchedule.cosine(max_beta=1.0)
+    with pytest.raises(ValueError, match="s must be"):
+        NoiseSchedule.cosine(s=-1.0)
+    with pytest.raises(ValueError, match="start < end"):
+        NoiseSchedule.sigmoid(start=3.0, end=-3.0)
+    with pytest.raises(ValueError, match="tau"):
+        NoiseSchedule.sigmoid(tau=0.0)

@@ -1,0 +1,156 @@
+"""The noise-prediction U-Net: shapes, conditioning, time embedding, overfitting, bad input."""
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from diffusion_edu import UNet, UNetConfig, count_parameters, sinusoidal_embedding
+
+TINY = dict(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, num_heads=2)
+
+
+def _randomise_output_layer(model: UNet) -> UNet:
+    # Zero-initialised layers (each residual block's last conv, attention's output, the output
+    # conv) make an untrained model predict 0 whatever its inputs. Give them weights so that
+    # differences inside the network become visible at the output.
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d) and not module.weight.any():
+            torch.nn.init.normal_(module.weight, std=0.05)
+    return model
+
+
+@pytest.mark.parametrize(
+    "size, mults", [(28, (1, 2, 2)), (32, (1, 2, 2, 2)), (28, (1, 2, 2, 2)), (20, (1, 2))]
+)
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("num_classes", [None, 10])
+def test_output_has_the_input_shape(size, mults, batch, num_classes):
+    model = UNet(
+        UNetConfig(
+            image_size=size,
+            channel_mults=mults,
+            base_channels=16,
+            num_res_blocks=1,
+            num_classes=num_classes,
+            num_heads=2,
+        )
+    )
+    x = torch.randn(batch, 1, size, size)
+    labels = torch.arange(batch) % 10 if num_classes else None
+    assert model(x, torch.randint(1, 1001, (batch,)), labels).shape == x.shape
+
+
+def test_colour_images_work():
+    model = UNet(UNetConfig(image_size=32, in_channels=3, **TINY))
+    x = torch.randn(2, 3, 32, 32)
+    assert model(x, 10).shape == x.shape
+
+
+def test_untrained_model_predicts_zero_noise():
+    model = UNet(UNetConfig(**TINY))
+    assert torch.equal(model(torch.randn(2, 1, 28, 28), 5), torch.zeros(2, 1, 28, 28))
+
+
+def test_time_embedding_distinguishes_t():
+    emb = sinusoidal_embedding(torch.arange(0, 1001), 32)
+    assert emb.shape == (1001, 32)
+    # every pair of distinct t gets a distinct vector; neighbours are closer than far-apart t
+    dist = torch.cdist(emb, emb)
+    assert (dist + torch.eye(1001) * 1e9).min() > 1e-3
+    assert dist[500, 501] < dist[500, 900]
+    model = _randomise_output_layer(UNet(UNetConfig(**TINY)))
+    x = torch.randn(1, 1, 28, 28)
+    assert not torch.allclose(model(x, 10), model(x, 800), atol=1e-4)
+    assert_close(model(x, 10), model(x, torch.tensor([10])))
+
+
+def test_labels_change_the_prediction_and_none_means_the_null_label():
+    model = _randomise_output_layer(UNet(UNetConfig(num_classes=10, **TINY)))
+    x = torch.randn(2, 1, 28, 28)
+    t = torch.tensor([300, 300])
+    assert model.null_label == 10
+    assert not torch.allclose(model(x, t, torch.tensor([3, 3])), model(x, t, torch.tensor([7, 7])))
+    assert_close(model(x, t, None), model(x, t, torch.tensor([10, 10])))
+
+
+def test_count_parameters_counts_trainable_parameters():
+    model = UNet(UNetConfig(**TINY))
+    assert count_parameters(model) == sum(p.numel() for p in model.parameters())
+    model.conv_in.weight.requires_grad_(False)
+    assert (
+        count_parameters(model)
+        == sum(p.numel() for p in model.parameters()) - model.conv_in.weight.numel()
+    )
+    default = count_parameters(UNet(UNetConfig(num_classes=10)))
+    assert 0.5e6 < default < 2e6, "the default should stay small enough to train on a CPU"
+
+
+def test_every_parameter_gets_a_gradient():
+    model = UNet(UNetConfig(num_classes=10, **TINY))
+    _randomise_output_layer(model)
+    model(
+        torch.randn(2, 1, 28, 28), torch.tensor([1, 2]), torch.tensor([0, 10])
+    ).square().sum().backward()
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
+    assert not missing, f"no gradient reaches {missing}"
+
+
+def test_overfits_a_handful_of_noisy_images():
+    # Memorise the noise in 8 fixed (x_t, t, eps) triples: the loss must fall far below its start.
+    torch.manual_seed(0)
+    model = UNet(UNetConfig(image_size=16, num_classes=4, **TINY))
+    x_t = torch.randn(8, 1, 16, 16)
+    t = torch.randint(1, 1001, (8,))
+    labels = torch.arange(8) % 4
+    eps = torch.randn(8, 1, 16, 16)
+    opt = torch.optim.Adam(model.parameters(), lr=5e-3)
+    losses = []
+    for _ in range(100):
+        loss = (model(x_t, t, labels) - eps).square().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[0] > 0.8  # ~ E[eps^2] = 1 for a model that predicts 0
+    assert min(losses[-10:]) < 0.1 * losses[0], (
+        f"loss went from {losses[0]:.3f} to {losses[-1]:.3f}"
+    )
+
+
+# --------------------------------------------------------------------------- bad input
+def test_bad_config_is_rejected_with_reasons():
+    with pytest.raises(ValueError, match="groups=8 must divide"):
+        UNetConfig(base_channels=12)
+    with pytest.raises(ValueError, match="channel_mults"):
+        UNetConfig(channel_mults=())
+    with pytest.raises(ValueError, match="num_res_blocks"):
+        UNetConfig(num_res_blocks=0)
+    with pytest.raises(ValueError, match="dropout"):
+        UNetConfig(dropout=1.5)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(x=torch.randn(2, 3, 28, 28)), ValueError, r"x_t must have shape \(B, 1, H, W\)"),
+        (dict(x=torch.randn(1, 28, 28)), ValueError, "x_t must have shape"),
+        (dict(t=torch.tensor([1, 2, 3])), ValueError, r"t must be an int or have shape \(2,\)"),
+        (dict(t="5"), TypeError, "t must be an int"),
+        (dict(labels=torch.tensor([1, 11])), ValueError, r"labels must lie in 0\.\.9"),
+        (dict(labels=torch.tensor([-1, 0])), ValueError, "labels must lie"),
+        (dict(labels=torch.tensor([1.0, 2.0])), ValueError, "integer class ids"),
+    ],
+)
+def test_bad_inputs_give_clear_errors(kwargs, error, match):
+    model = UNet(UNetConfig(num_classes=10, **TINY))
+    args = dict(x=torch.randn(2, 1, 28, 28), t=torch.tensor([1, 2]), labels=None) | kwargs
+    with pytest.raises(error, match=match):
+        model(args["x"], args["t"], args["labels"])
+
+
+def test_labels_for_an_unconditional_model_are_an_error():
+    model = UNet(UNetConfig(**TINY))
+    with pytest.raises(ValueError, match="unconditional"):
+        model(torch.randn(1, 1, 28, 28), 3, torch.tensor([1]))
