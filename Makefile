@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $(STAMP)
 
+# (--allow-root only when run as root, e.g. inside a container, where JupyterLab refuses to start without it)
 lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/
+	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # DIFFUSION_EDU_QUICK=1 is the notebooks' quick switch: smaller training runs, same code path.
 test: $(STAMP)
