@@ -21,6 +21,16 @@ from diffusion_edu.forward import (
     q_sample,
     q_step,
 )
+from diffusion_edu.metrics import (
+    MemorisationReport,
+    QualityReport,
+    class_agreement,
+    evaluate_samples,
+    frechet_distance,
+    frechet_floor,
+    load_classifier,
+    memorisation_report,
+)
 from diffusion_edu.models import UNet, UNetConfig, count_parameters, sinusoidal_embedding
 from diffusion_edu.samplers import (
     SampleStep,
@@ -65,6 +75,15 @@ __all__ = [
     "load_idx_folder",
     "download_mnist",
     "DownloadError",
+    # quality metrics
+    "evaluate_samples",
+    "QualityReport",
+    "class_agreement",
+    "frechet_distance",
+    "frechet_floor",
+    "memorisation_report",
+    "MemorisationReport",
+    "load_classifier",
     # where code runs
     "pick_device",
     "autocast_dtype",

@@ -1,0 +1,156 @@
+"""Lesson 01 (ink in water): self-checking exercises.
+
+* :func:`check_random_walk_variance`: the variance of a 1-D random walk after n steps.
+* :func:`check_diffusion_step`: one step of a particle's random walk with diffusion
+  coefficient D.
+
+Each checker runs the student's function on a few inputs, compares with the reference
+``solution_*`` beside it, and, when they differ, recognises the usual slips to give a hint.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from diffusion_edu.exercises.core import CheckResult, failed, passed
+from diffusion_edu.physics import random_walk_variance
+
+__all__ = [
+    "check_random_walk_variance",
+    "solution_random_walk_variance",
+    "check_diffusion_step",
+    "solution_diffusion_step",
+]
+
+
+# ----------------------------------------------------------------------------- shared helpers
+def call_student(
+    exercise: str, fn: Callable[..., Any], *args: Any
+) -> tuple[Any, CheckResult | None]:
+    """Run the student's function; turn "not written yet" and crashes into a friendly verdict.
+
+    Returns ``(result, None)`` when it ran and returned something, else ``(None, verdict)``.
+    """
+    if not callable(fn):
+        return None, failed(exercise, f"pass your function itself (got a {type(fn).__name__}).")
+    try:
+        result = fn(*args)
+    except NotImplementedError:
+        return None, failed(exercise, "not written yet: replace the `raise NotImplementedError`.")
+    except Exception as error:  # a student's bug: report it, don't crash the notebook
+        return None, failed(exercise, f"your function raised {type(error).__name__}: {error}")
+    if result is None:
+        return None, failed(exercise, "your function returned None: did you forget `return`?")
+    return result, None
+
+
+def close(a: Any, b: Any, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
+    """True if ``a`` and ``b`` have the same shape and values (within tolerance)."""
+    try:
+        a_t = torch.as_tensor(a, dtype=torch.float64)
+        b_t = torch.as_tensor(b, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        return False
+    if a_t.shape != b_t.shape:
+        return False
+    return bool(torch.allclose(a_t, b_t, rtol=rtol, atol=atol))
+
+
+def first_matching_hint(result: Any, wrong_answers: Mapping[str, Any]) -> str | None:
+    """The hint of the first known wrong answer that ``result`` equals, if any."""
+    for hint, wrong in wrong_answers.items():
+        if close(result, wrong):
+            return hint
+    return None
+
+
+# ----------------------------------------------------------------------------- exercise 1
+def solution_random_walk_variance(n_steps: int, sigma: float) -> float:
+    """Variance after ``n_steps`` independent steps of std ``sigma``: ``n * sigma**2``."""
+    return float(random_walk_variance(n_steps, sigma))
+
+
+def check_random_walk_variance(fn: Callable[[int, float], float]) -> CheckResult:
+    """Check ``fn(n_steps, sigma) -> variance`` of a 1-D random walk that starts at 0."""
+    name = "random-walk variance"
+    cases = [(1, 1.0), (10, 0.5), (100, 2.0), (7, 0.1)]
+    for n, sigma in cases:
+        result, problem = call_student(name, fn, n, sigma)
+        if problem is not None:
+            return problem
+        expected = solution_random_walk_variance(n, sigma)
+        if close(result, expected):
+            continue
+        hint = first_matching_hint(
+            result,
+            {
+                "that is n * sigma: the variance of one step is sigma**2, not sigma.": n * sigma,
+                "that is the standard deviation sqrt(n) * sigma; the variance is its square.": (
+                    math.sqrt(n) * sigma
+                ),
+                "that is (n * sigma)**2: the steps are independent, so their variances add "
+                "(n * sigma**2); you added standard deviations.": (n * sigma) ** 2,
+                "that ignores the number of steps: each of the n steps adds sigma**2.": sigma**2,
+            },
+        )
+        return failed(
+            name,
+            hint
+            or f"for n={n}, sigma={sigma} expected {expected:g}, got {result!r}. "
+            "Hint: variances of independent steps add up.",
+        )
+    return passed(name, "yes: Var = n * sigma**2 grows linearly with the number of steps.")
+
+
+# ----------------------------------------------------------------------------- exercise 2
+def solution_diffusion_step(
+    x: torch.Tensor, D: float, dt: float, noise: torch.Tensor
+) -> torch.Tensor:
+    """One Brownian step: ``x + sqrt(2 D dt) * noise`` (noise ~ N(0, 1), one per coordinate)."""
+    return x + math.sqrt(2.0 * D * dt) * noise
+
+
+def check_diffusion_step(
+    fn: Callable[[torch.Tensor, float, float, torch.Tensor], torch.Tensor],
+) -> CheckResult:
+    """Check ``fn(x, D, dt, noise) -> x_next``, one step of a particle's random walk."""
+    name = "diffusion step"
+    g = torch.Generator().manual_seed(1)
+    for D, dt in [(1.0, 1.0), (0.7, 0.1), (3.0, 0.02)]:
+        x = torch.randn(50, 2, generator=g)
+        noise = torch.randn(50, 2, generator=g)
+        result, problem = call_student(name, fn, x.clone(), D, dt, noise.clone())
+        if problem is not None:
+            return problem
+        expected = solution_diffusion_step(x, D, dt, noise)
+        if close(result, expected):
+            continue
+        step = math.sqrt(2.0 * D * dt) * noise
+        hint = first_matching_hint(
+            result,
+            {
+                "you returned only the displacement: add it to the current position x.": step,
+                "the noise scale should be sqrt(2 D dt), a standard deviation; you used the "
+                "variance 2 D dt.": x + 2.0 * D * dt * noise,
+                "missing factor 2: the step's variance is 2 D dt (per coordinate), so its "
+                "scale is sqrt(2 D dt).": x + math.sqrt(D * dt) * noise,
+                "the scale is sqrt(2 D dt), not sqrt(2 D) * dt: the spread grows like the "
+                "square root of time.": x + math.sqrt(2.0 * D) * dt * noise,
+            },
+        )
+        if hint is None and isinstance(result, torch.Tensor) and result.shape == x.shape:
+            spread = float((result - x).std() / step.std())
+            if not close(spread, 1.0, rtol=0.3, atol=0.0):
+                hint = f"your step is {spread:.2g} times the right size: use sqrt(2 * D * dt)."
+            else:
+                hint = (
+                    "use the `noise` argument (not a fresh torch.randn) so the check can compare."
+                )
+        return failed(
+            name, hint or f"for D={D}, dt={dt} the result does not match x + sqrt(2 D dt) noise."
+        )
+    return passed(name, "yes: each coordinate moves by sqrt(2 D dt) * eps, so Var grows by 2 D dt.")

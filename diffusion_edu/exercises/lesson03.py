@@ -1,0 +1,157 @@
+"""Lesson 03 (the forward process as a Markov chain): self-checking exercises.
+
+* :func:`check_q_step`: one step of the chain, x_{t-1} -> x_t (DDPM, Eq. 2).
+* :func:`check_q_sample`: the closed form, x_0 -> x_t in one jump (DDPM, Eq. 4).
+
+The student's functions take the library's arguments ``(x, t, schedule, noise)`` with ``t`` a
+Python int in 1..T (0 is also allowed for ``q_sample``) and must use the ``noise`` given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from diffusion_edu.exercises.core import CheckResult, failed, passed
+from diffusion_edu.exercises.lesson01 import call_student, close, first_matching_hint
+from diffusion_edu.forward import q_sample, q_step
+from diffusion_edu.schedules import NoiseSchedule
+
+__all__ = ["check_q_step", "solution_q_step", "check_q_sample", "solution_q_sample"]
+
+StudentFn = Callable[[torch.Tensor, int, NoiseSchedule, torch.Tensor], torch.Tensor]
+
+# The middle of the schedule first: there every wrong formula gives a clearly different
+# answer, so the hint is about the right mistake. t = 1 and t = T come after.
+_STEPS = (300, 37, 700, 1000, 1)
+
+
+def _inputs(t: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1000 + t)
+    x = torch.rand(4, 1, 8, 8, generator=g) * 2 - 1  # (B, C, H, W) in [-1, 1] like data
+    noise = torch.randn(4, 1, 8, 8, generator=g)
+    return x, noise
+
+
+def _off_by_one(t: int, T: int) -> list[int]:
+    """The neighbouring steps t-1 and t+1 that exist: the usual off-by-one slips."""
+    return [s for s in (t - 1, t + 1) if 0 <= s <= T and s != t]
+
+
+# ----------------------------------------------------------------------------- q_step
+def solution_q_step(
+    x_prev: torch.Tensor, t: int, schedule: NoiseSchedule, noise: torch.Tensor
+) -> torch.Tensor:
+    """DDPM Eq. 2: ``x_t = sqrt(alpha_t) x_{t-1} + sqrt(beta_t) noise``, alpha_t = 1 - beta_t."""
+    alpha_t, beta_t = schedule.alphas[t].item(), schedule.betas[t].item()
+    return alpha_t**0.5 * x_prev + beta_t**0.5 * noise
+
+
+def check_q_step(fn: StudentFn) -> CheckResult:
+    """Check ``fn(x_prev, t, schedule, noise) -> x_t`` against :func:`~diffusion_edu.q_step`."""
+    name = "q_step"
+    schedule = NoiseSchedule.linear()
+    for t in _STEPS:
+        x, noise = _inputs(t)
+        result, problem = call_student(name, fn, x.clone(), t, schedule, noise.clone())
+        if problem is not None:
+            return problem
+        expected = q_step(x, t, schedule, noise)
+        if close(result, expected):
+            continue
+        a, b = schedule.alphas[t].item(), schedule.betas[t].item()
+        ab = schedule.alpha_bars[t].item()
+        wrong = {
+            "you forgot the shrink: x_{t-1} + sqrt(beta_t) noise is lesson 01's plain random "
+            "walk, whose variance grows forever. Multiply x_{t-1} by sqrt(alpha_t).": (
+                x + b**0.5 * noise
+            ),
+            "the noise scale should be sqrt(beta_t), a standard deviation; you used the "
+            "variance beta_t.": a**0.5 * x + b * noise,
+            "you shrank x_{t-1} by alpha_t instead of sqrt(alpha_t).": a * x + b**0.5 * noise,
+            "you used alpha_bars[t] (the jump from x_0, that's q_sample); one step uses "
+            "alphas[t] and betas[t].": ab**0.5 * x + (1 - ab) ** 0.5 * noise,
+            "you swapped the two scales: x_{t-1} gets sqrt(alpha_t) and the noise gets "
+            "sqrt(beta_t).": b**0.5 * x + a**0.5 * noise,
+        }
+        for s in _off_by_one(t, schedule.T):
+            if s >= 1:
+                a_s, b_s = schedule.alphas[s].item(), schedule.betas[s].item()
+                wrong[
+                    f"off by one: you used step {s}'s beta for t={t}. Index 0 means 'no noise', "
+                    "so betas[t] is already beta_t; don't shift t."
+                ] = a_s**0.5 * x + b_s**0.5 * noise
+        hint = first_matching_hint(result, wrong)
+        return failed(
+            name,
+            hint
+            or f"at t={t} your x_t differs from sqrt(alpha_t) x_(t-1) + sqrt(beta_t) noise. "
+            "Use schedule.alphas[t], schedule.betas[t] and the noise given.",
+        )
+    return passed(name, "yes: one step shrinks by sqrt(alpha_t) and adds noise of variance beta_t.")
+
+
+# ----------------------------------------------------------------------------- q_sample
+def solution_q_sample(
+    x0: torch.Tensor, t: int, schedule: NoiseSchedule, noise: torch.Tensor
+) -> torch.Tensor:
+    """DDPM Eq. 4: ``x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise``."""
+    alpha_bar = schedule.alpha_bars[t].item()
+    return alpha_bar**0.5 * x0 + (1.0 - alpha_bar) ** 0.5 * noise
+
+
+def check_q_sample(fn: StudentFn) -> CheckResult:
+    """Check ``fn(x0, t, schedule, noise) -> x_t`` against :func:`~diffusion_edu.q_sample`."""
+    name = "q_sample"
+    schedule = NoiseSchedule.linear()
+    for t in (*_STEPS, 0):
+        x0, noise = _inputs(t)
+        result, problem = call_student(name, fn, x0.clone(), t, schedule, noise.clone())
+        if problem is not None:
+            return problem
+        expected = q_sample(x0, t, schedule, noise)
+        if close(result, expected):
+            continue
+        if t == 0:
+            return failed(
+                name,
+                "at t=0 x_t should be x0 itself (alpha_bar_0 = 1: no noise yet). Index the "
+                "schedule with t directly: alpha_bars[0] is 1.",
+            )
+        ab = schedule.alpha_bars[t].item()
+        a = schedule.alphas[t].item()
+        wrong = {
+            "your noise scale looks like (1 - alpha_bar) instead of its square root: the "
+            "noise's VARIANCE is 1 - alpha_bar, its scale sqrt(1 - alpha_bar).": (
+                ab**0.5 * x0 + (1 - ab) * noise
+            ),
+            "you scaled x0 by alpha_bar instead of sqrt(alpha_bar).": ab * x0
+            + (1 - ab) ** 0.5 * noise,
+            "both scales are missing their square roots: use sqrt(alpha_bar) and "
+            "sqrt(1 - alpha_bar).": ab * x0 + (1 - ab) * noise,
+            "you used alphas[t] (one step) instead of alpha_bars[t] (the product of all t "
+            "steps' alphas).": a**0.5 * x0 + (1 - a) ** 0.5 * noise,
+            "you swapped the two scales: x0 gets sqrt(alpha_bar) and the noise gets "
+            "sqrt(1 - alpha_bar).": (1 - ab) ** 0.5 * x0 + ab**0.5 * noise,
+            "you forgot to shrink x0: the closed form multiplies x0 by sqrt(alpha_bar_t).": (
+                x0 + (1 - ab) ** 0.5 * noise
+            ),
+        }
+        for s in _off_by_one(t, schedule.T):
+            ab_s = schedule.alpha_bars[s].item()
+            wrong[
+                f"off by one: you used alpha_bars[{s}] for t={t}. Index 0 means 'no noise', so "
+                "alpha_bars[t] is already alpha_bar_t; don't shift t."
+            ] = ab_s**0.5 * x0 + (1 - ab_s) ** 0.5 * noise
+        hint = first_matching_hint(result, wrong)
+        return failed(
+            name,
+            hint
+            or f"at t={t} your x_t differs from sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) "
+            "noise. Use schedule.alpha_bars[t] and the noise given.",
+        )
+    return passed(
+        name,
+        "yes: t noisy steps in one jump, x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps.",
+    )

@@ -1,0 +1,240 @@
+"""Checkers of lessons 01-03: each passes the library's solution and recognises typical
+wrong answers with the right hint (and survives stubs, crashes and missing returns)."""
+
+import math
+
+import pytest
+import torch
+
+from diffusion_edu import q_sample, q_step
+from diffusion_edu.exercises.lesson01 import (
+    check_diffusion_step,
+    check_random_walk_variance,
+    solution_diffusion_step,
+    solution_random_walk_variance,
+)
+from diffusion_edu.exercises.lesson02 import (
+    check_normalize,
+    check_snr,
+    solution_normalize,
+    solution_snr,
+)
+from diffusion_edu.exercises.lesson03 import (
+    check_q_sample,
+    check_q_step,
+    solution_q_sample,
+    solution_q_step,
+)
+
+
+def _stub(*args):
+    raise NotImplementedError
+
+
+def _forgot_return(*args):
+    pass
+
+
+def _crashes(*args):
+    return 1 / 0
+
+
+ALL_CHECKERS = [
+    check_random_walk_variance,
+    check_diffusion_step,
+    check_normalize,
+    check_snr,
+    check_q_step,
+    check_q_sample,
+]
+
+
+@pytest.mark.parametrize("checker", ALL_CHECKERS)
+def test_stubs_and_crashes_get_a_friendly_verdict(checker):
+    assert "not written yet" in checker(_stub).message
+    assert "returned None" in checker(_forgot_return).message
+    result = checker(_crashes)
+    assert not result.ok and "ZeroDivisionError" in result.message
+    assert str(result).startswith("NOT YET")
+
+
+@pytest.mark.parametrize(
+    "checker, solution",
+    [
+        (check_random_walk_variance, solution_random_walk_variance),
+        (check_diffusion_step, solution_diffusion_step),
+        (check_normalize, solution_normalize),
+        (check_snr, solution_snr),
+        (check_q_step, solution_q_step),
+        (check_q_sample, solution_q_sample),
+        (check_q_step, q_step),  # the library's own functions pass too
+        (check_q_sample, q_sample),
+    ],
+)
+def test_reference_solutions_pass(checker, solution):
+    result = checker(solution)
+    assert result.ok, result.message
+    assert str(result).startswith("PASS")
+
+
+# ----------------------------------------------------------------------------- lesson 01
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (lambda n, s: n * s, "sigma**2, not sigma"),
+        (lambda n, s: math.sqrt(n) * s, "standard deviation"),
+        (lambda n, s: (n * s) ** 2, "added standard deviations"),
+        (lambda n, s: s**2, "ignores the number of steps"),
+        (lambda n, s: n * s**2 + 1, "variances of independent steps add"),
+    ],
+)
+def test_random_walk_variance_hints(wrong, hint):
+    result = check_random_walk_variance(wrong)
+    assert not result.ok
+    assert hint in result.message
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (lambda x, D, dt, noise: math.sqrt(2 * D * dt) * noise, "only the displacement"),
+        (lambda x, D, dt, noise: x + 2 * D * dt * noise, "you used the variance 2 D dt"),
+        (lambda x, D, dt, noise: x + math.sqrt(D * dt) * noise, "missing factor 2"),
+        (lambda x, D, dt, noise: x + math.sqrt(2 * D) * dt * noise, "not sqrt(2 D) * dt"),
+        (lambda x, D, dt, noise: x + math.sqrt(2 * D * dt) * torch.randn_like(x), "`noise`"),
+        (lambda x, D, dt, noise: x + 10 * math.sqrt(2 * D * dt) * noise, "times the right size"),
+    ],
+)
+def test_diffusion_step_hints(wrong, hint):
+    result = check_diffusion_step(wrong)
+    assert not result.ok
+    assert hint in result.message
+
+
+# ----------------------------------------------------------------------------- lesson 02
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (lambda x: x.float() / 255, "that is [0, 1]"),
+        (lambda x: x * 2 / 255 - 1, "wrapped around"),  # uint8 * 2 overflows before the division
+        (lambda x: (x - 128) / 128, "wrapped around"),  # uint8 - 128 wraps below zero
+        (lambda x: x // 128 - 1, "dtype"),  # integer arithmetic throughout
+        (lambda x: x.float() / 128 - 1, "dividing by 128"),
+        (lambda x: x.float() / 127 - 1, "dividing by 127"),
+        (lambda x: x.float() / 255 - 0.5, "[-0.5, 0.5]"),
+        (lambda x: x.float() / 127.5, "[0, 2]"),
+        (lambda x: 1 - x.float() / 127.5, "sign is flipped"),
+        (lambda x: x.float().flatten() / 127.5 - 1, "keep the shape"),
+        (lambda x: (x.float() / 127.5 - 1).tolist(), "torch.Tensor"),
+        (lambda x: x.float() / 100 - 1, "should be exactly [-1, 1]"),
+    ],
+)
+def test_normalize_hints(wrong, hint):
+    result = check_normalize(wrong)
+    assert not result.ok
+    assert hint in result.message
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (lambda ab: (1 - ab) / ab, "upside down"),
+        (lambda ab: (ab / (1 - ab)).sqrt(), "drop the square root"),
+        (lambda ab: ab.sqrt() / (1 - ab), "a standard deviation"),
+        (lambda ab: ab, "alpha_bar alone"),
+        (lambda ab: ab / (1 - ab) + 1, "the signal's variance is alpha_bar"),
+    ],
+)
+def test_snr_hints(wrong, hint):
+    result = check_snr(wrong)
+    assert not result.ok
+    assert hint in result.message
+
+
+# ----------------------------------------------------------------------------- lesson 03
+def _q_sample_with(x0_scale, noise_scale, shift=0):
+    def q_sample_wrong(x0, t, schedule, noise):
+        ab = schedule.alpha_bars[t + shift].item()
+        a = schedule.alphas[t].item()
+        return x0_scale(ab, a) * x0 + noise_scale(ab, a) * noise
+
+    return q_sample_wrong
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (
+            _q_sample_with(lambda ab, a: ab**0.5, lambda ab, a: 1 - ab),
+            "your noise scale looks like (1 - alpha_bar) instead of its square root",
+        ),
+        (
+            _q_sample_with(lambda ab, a: ab, lambda ab, a: (1 - ab) ** 0.5),
+            "you scaled x0 by alpha_bar instead of sqrt(alpha_bar)",
+        ),
+        (_q_sample_with(lambda ab, a: ab, lambda ab, a: 1 - ab), "both scales"),
+        (
+            _q_sample_with(lambda ab, a: a**0.5, lambda ab, a: (1 - a) ** 0.5),
+            "you used alphas[t] (one step) instead of alpha_bars[t]",
+        ),
+        (_q_sample_with(lambda ab, a: (1 - ab) ** 0.5, lambda ab, a: ab**0.5), "swapped"),
+        (_q_sample_with(lambda ab, a: 1.0, lambda ab, a: (1 - ab) ** 0.5), "forgot to shrink x0"),
+        (
+            _q_sample_with(lambda ab, a: ab**0.5, lambda ab, a: (1 - ab) ** 0.5, shift=-1),
+            "off by one: you used alpha_bars[299] for t=300",
+        ),
+    ],
+)
+def test_q_sample_hints(wrong, hint):
+    result = check_q_sample(wrong)
+    assert not result.ok
+    assert hint in result.message
+
+
+def test_q_sample_off_by_one_forward_is_caught():
+    def shifted(x0, t, schedule, noise):  # alpha_bars[t + 1], crashes at t = T
+        ab = schedule.alpha_bars[t + 1].item()
+        return ab**0.5 * x0 + (1 - ab) ** 0.5 * noise
+
+    result = check_q_sample(shifted)
+    assert not result.ok and "alpha_bars[301] for t=300" in result.message
+
+
+def test_q_sample_t0_must_return_x0():
+    def no_t0(x0, t, schedule, noise):
+        return q_sample(x0, max(t, 1), schedule, noise)
+
+    result = check_q_sample(no_t0)
+    assert not result.ok and "t=0" in result.message
+
+
+def _q_step_with(x_scale, noise_scale, shift=0):
+    def q_step_wrong(x, t, schedule, noise):
+        a, b = schedule.alphas[t + shift].item(), schedule.betas[t + shift].item()
+        ab = schedule.alpha_bars[t].item()
+        return x_scale(a, b, ab) * x + noise_scale(a, b, ab) * noise
+
+    return q_step_wrong
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (_q_step_with(lambda a, b, ab: 1.0, lambda a, b, ab: b**0.5), "forgot the shrink"),
+        (_q_step_with(lambda a, b, ab: a**0.5, lambda a, b, ab: b), "you used the variance beta_t"),
+        (_q_step_with(lambda a, b, ab: a, lambda a, b, ab: b**0.5), "by alpha_t instead of sqrt"),
+        (
+            _q_step_with(lambda a, b, ab: ab**0.5, lambda a, b, ab: (1 - ab) ** 0.5),
+            "you used alpha_bars[t]",
+        ),
+        (_q_step_with(lambda a, b, ab: b**0.5, lambda a, b, ab: a**0.5), "swapped"),
+        (
+            _q_step_with(lambda a, b, ab: a**0.5, lambda a, b, ab: b**0.5, shift=-1),
+            "off by one: you used step 299's beta for t=300",
+        ),
+    ],
+)
+def test_q_step_hints(wrong, hint):
+    result = check_q_step(wrong)
+    assert not result.ok
+    assert hint in result.message

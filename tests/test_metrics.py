@@ -1,0 +1,265 @@
+"""Tests for diffusion_edu.metrics: the shipped classifier, agreement, Frechet, memorisation.
+
+Reference points, not hard-coded results: the Frechet maths is checked against closed
+forms and an independent eigenvalue computation; the data checks compare real held-out
+digits, noise, blank images and copies of training digits against the real-vs-real floor
+measured in the same run. Everything is seeded and runs on the CPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffusion_edu.data import augment
+from diffusion_edu.metrics import (
+    ClassifierWeightsError,
+    MNISTClassifier,
+    QualityReport,
+    class_agreement,
+    classifier_path,
+    evaluate_samples,
+    frechet_distance,
+    frechet_distance_from_statistics,
+    frechet_floor,
+    gaussian_statistics,
+    load_classifier,
+    memorisation_report,
+    read_classifier_file,
+    reference_digits,
+    save_classifier,
+)
+
+
+@pytest.fixture(scope="module")
+def heldout() -> tuple[torch.Tensor, torch.Tensor]:
+    return reference_digits("test")
+
+
+@pytest.fixture(scope="module")
+def train() -> tuple[torch.Tensor, torch.Tensor]:
+    return reference_digits("train")
+
+
+@pytest.fixture(scope="module")
+def floor() -> float:
+    """FD(500 real training digits, 500 held-out digits), the reference for a 500-image set."""
+    return frechet_floor(500, seed=0)
+
+
+def _random_spd(dim: int, generator: torch.Generator) -> torch.Tensor:
+    a = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
+    return a @ a.T + 0.1 * torch.eye(dim, dtype=torch.float64)
+
+
+# ----------------------------------------------------------------------------- the classifier
+
+
+def test_shipped_weights_load_with_weights_only_and_record_at_least_97_percent() -> None:
+    path = classifier_path()
+    assert path.is_file(), f"{path} is missing"
+    assert path.stat().st_size < 1_000_000, "the shipped weights should stay well under 1 MB"
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    assert isinstance(payload["state_dict"], dict)
+    assert all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values())
+    assert payload["heldout_count"] == 500
+    assert payload["heldout_accuracy"] >= 0.97
+    assert "scripts/train_classifier.py" in payload["train_command"]
+
+
+def test_recomputed_heldout_accuracy_matches_the_recorded_value(heldout) -> None:
+    images, labels = heldout
+    recorded = read_classifier_file().heldout_accuracy
+    recomputed = class_agreement(images, labels)  # agreement on real digits = accuracy
+    assert recomputed >= 0.97
+    assert abs(recomputed - recorded) <= 0.005, (recomputed, recorded)
+
+
+def test_load_classifier_is_cached_frozen_and_in_eval_mode() -> None:
+    model = load_classifier()
+    assert model is load_classifier()
+    assert not model.training
+    assert not any(p.requires_grad for p in model.parameters())
+
+
+def test_missing_weights_file_says_how_to_regenerate(tmp_path) -> None:
+    with pytest.raises(ClassifierWeightsError, match="missing") as info:
+        load_classifier(tmp_path / "nope.pt")
+    assert "scripts/train_classifier.py" in str(info.value)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_dict", "wrong_shapes"])
+def test_corrupt_weights_file_says_how_to_regenerate(tmp_path, damage: str) -> None:
+    path = tmp_path / "mnist_classifier.pt"
+    if damage == "garbage":
+        path.write_bytes(b"this is not a torch file" * 10)
+    elif damage == "truncated":
+        good = classifier_path().read_bytes()
+        path.write_bytes(good[: len(good) // 2])
+    elif damage == "wrong_dict":
+        torch.save({"weights": torch.zeros(3)}, path)
+    else:
+        payload = torch.load(classifier_path(), weights_only=True)
+        payload["state_dict"]["fc3.weight"] = torch.zeros(3, 3)
+        torch.save(payload, path)
+    with pytest.raises(ClassifierWeightsError) as info:
+        load_classifier(path)
+    assert "scripts/train_classifier.py" in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_save_is_atomic_and_round_trips(tmp_path, heldout) -> None:
+    model = MNISTClassifier().eval()
+    path = save_classifier(
+        model, tmp_path / "c.pt", heldout_accuracy=0.5, heldout_count=500, train_command="x"
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left over
+    loaded = load_classifier(path)
+    x = heldout[0][:8]
+    torch.testing.assert_close(loaded(x), model(x))
+    assert read_classifier_file(path).heldout_accuracy == 0.5
+
+
+# ----------------------------------------------------------------------------- Frechet maths
+
+
+def test_frechet_matches_closed_form_for_diagonal_covariances() -> None:
+    # For diagonal covariances (S_a S_b)^{1/2} = diag(sqrt(a_i b_i)), so
+    # d^2 = ||mu_a - mu_b||^2 + sum_i (sqrt(a_i) - sqrt(b_i))^2.
+    mu_a = torch.tensor([0.0, 1.0, -2.0], dtype=torch.float64)
+    mu_b = torch.tensor([1.0, 1.0, 0.0], dtype=torch.float64)
+    a = torch.tensor([1.0, 4.0, 9.0], dtype=torch.float64)
+    b = torch.tensor([4.0, 1.0, 9.0], dtype=torch.float64)
+    expected = (1.0 + 0.0 + 4.0) + (1.0 + 1.0 + 0.0)  # = 7
+    got = frechet_distance_from_statistics(mu_a, torch.diag(a), mu_b, torch.diag(b))
+    torch.testing.assert_close(
+        torch.tensor(got, dtype=torch.float64), torch.tensor(expected, dtype=torch.float64)
+    )
+
+
+def test_frechet_matches_eigenvalues_of_the_product_for_non_commuting_covariances() -> None:
+    # Independent route: Tr (S_a S_b)^{1/2} = sum sqrt(eigenvalues of S_a S_b), which are
+    # real and positive though S_a S_b is not symmetric (torch.linalg.eigvals, general).
+    generator = torch.Generator().manual_seed(3)
+    dim = 6
+    sigma_a, sigma_b = _random_spd(dim, generator), _random_spd(dim, generator)
+    mu_a = torch.randn(dim, generator=generator, dtype=torch.float64)
+    mu_b = torch.randn(dim, generator=generator, dtype=torch.float64)
+    assert not torch.allclose(sigma_a @ sigma_b, sigma_b @ sigma_a)  # a real test
+    trace_sqrt = torch.linalg.eigvals(sigma_a @ sigma_b).real.sqrt().sum()
+    expected = (mu_a - mu_b).pow(2).sum() + sigma_a.trace() + sigma_b.trace() - 2 * trace_sqrt
+    got = frechet_distance_from_statistics(mu_a, sigma_a, mu_b, sigma_b)
+    torch.testing.assert_close(torch.tensor(got, dtype=torch.float64), expected)
+
+
+def test_frechet_of_a_gaussian_with_itself_is_zero_even_when_singular() -> None:
+    generator = torch.Generator().manual_seed(4)
+    features = torch.randn(10, 32, generator=generator)  # 10 points in 32-D: rank 9
+    mu, sigma = gaussian_statistics(features)
+    assert frechet_distance_from_statistics(mu, sigma, mu, sigma) < 1e-8
+
+
+def test_gaussian_statistics_match_torch_cov() -> None:
+    features = torch.randn(50, 4, generator=torch.Generator().manual_seed(5))
+    mu, sigma = gaussian_statistics(features)
+    torch.testing.assert_close(mu, features.double().mean(0))
+    torch.testing.assert_close(sigma, torch.cov(features.double().T))
+
+
+# ----------------------------------------------------------------------------- on digits
+
+
+def test_frechet_of_a_set_with_itself_is_zero_and_symmetric(heldout, train) -> None:
+    a, b = heldout[0], train[0][:500]
+    assert frechet_distance(a, a) < 1e-6
+    forward, backward = frechet_distance(a, b), frechet_distance(b, a)
+    torch.testing.assert_close(torch.tensor(forward), torch.tensor(backward), rtol=1e-6, atol=0)
+
+
+def test_real_digits_score_high_agreement_and_near_the_floor(heldout, train, floor) -> None:
+    images, labels = heldout
+    assert floor > 0
+    assert class_agreement(images, labels) >= 0.97
+    # Real training digits the floor did not draw (another seed) and slightly shifted /
+    # rotated held-out digits both look real: within 2x the real-vs-real floor.
+    other = train[0][torch.randperm(4500, generator=torch.Generator().manual_seed(99))[:500]]
+    assert frechet_distance(other, images) < 2 * floor
+    moved = augment(images, torch.Generator().manual_seed(0), max_shift=1, max_rotation_deg=5)
+    assert class_agreement(moved, labels) >= 0.95
+    assert frechet_distance(moved, images) < 2 * floor
+
+
+def test_noise_and_blank_images_score_far_above_the_floor(heldout, floor) -> None:
+    images, _ = heldout
+    labels = torch.arange(500) % 10  # balanced requests, as in a class-conditional run
+    noise = torch.randn(500, 1, 28, 28, generator=torch.Generator().manual_seed(1)).clamp(-1, 1)
+    blank = torch.full((500, 1, 28, 28), -1.0)
+    for fake in (noise, blank):
+        assert frechet_distance(fake, images) > 10 * floor
+        assert class_agreement(fake, labels) < 0.3  # about chance (0.1), far from 0.97
+
+
+def test_frechet_catches_missing_variety_that_agreement_misses(heldout, train, floor) -> None:
+    # 50 copies of each class's mean digit: every one is read as the right digit, but the
+    # set has no variety, so its features' covariance is far from the real one.
+    train_images, train_labels = train
+    means = torch.stack([train_images[train_labels == c].mean(0) for c in range(10)])
+    prototypes = means.repeat_interleave(50, dim=0)  # (500, 1, 28, 28)
+    labels = torch.arange(10).repeat_interleave(50)
+    assert class_agreement(prototypes, labels) >= 0.97
+    assert frechet_distance(prototypes, heldout[0]) > 5 * floor
+
+
+def test_floor_shrinks_with_more_samples() -> None:
+    # FD between finite samples is biased upward by roughly O(D / n): more digits, lower floor.
+    assert frechet_floor(2000, seed=0) < frechet_floor(200, seed=0)
+
+
+# ----------------------------------------------------------------------------- memorisation
+
+
+def test_copies_of_training_digits_are_flagged_and_held_out_digits_are_not(heldout, train):
+    train_images = train[0]
+    reference, fresh = heldout[0][::2], heldout[0][1::2]  # 250 each, 25 per class
+    copies = train_images[::18][:250]  # 250 training digits, all classes
+    report = memorisation_report(copies, train_images, reference)
+    assert report.memorised
+    assert report.fraction_below > 0.9 and report.near_duplicate_fraction > 0.9
+    assert report.sample_distances.max() < 1e-3  # 0 up to float64 cancellation in cdist
+    torch.testing.assert_close(report.nearest_train_index, torch.arange(0, 4500, 18)[:250])
+
+    real = memorisation_report(fresh, train_images, reference)
+    assert not real.memorised, real.summary
+    assert real.fraction_below < 0.15  # about 5% by construction of the threshold
+    assert real.near_duplicate_fraction == 0.0
+
+
+def test_noisy_copies_of_training_digits_are_still_flagged(heldout, train) -> None:
+    generator = torch.Generator().manual_seed(2)
+    copies = train[0][:300] + 0.1 * torch.randn(300, 1, 28, 28, generator=generator)
+    report = memorisation_report(copies, train[0], heldout[0])
+    assert report.memorised and report.near_duplicate_fraction > 0.9
+
+
+# ----------------------------------------------------------------------------- the report
+
+
+def test_evaluate_samples_prints_a_table_of_all_three(heldout, capsys) -> None:
+    images, labels = heldout
+    report = evaluate_samples(images[1::2], labels[1::2])
+    assert isinstance(report, QualityReport)
+    assert report.class_agreement >= 0.97
+    assert report.frechet_floor > 0 and report.frechet_distance < 2 * report.frechet_floor
+    assert not report.memorisation.memorised
+    printed = capsys.readouterr().out
+    assert "floor" in printed and "class agreement" in printed and "memorisation" in printed
+
+
+def test_bad_inputs_are_refused_or_warned_about(heldout) -> None:
+    images, labels = heldout
+    with pytest.raises(ValueError, match=r"\(N, 1, 28, 28\)"):
+        class_agreement(images[:, 0], labels)
+    with pytest.raises(ValueError, match="labels"):
+        class_agreement(images, labels[:10])
+    with pytest.warns(UserWarning, match=r"\[0, 1\]"):
+        class_agreement((images + 1) / 2, labels)
