@@ -1,0 +1,112 @@
+"""The checkers of lessons 04-06 pass the library's solutions and catch typical mistakes
+with the right hint."""
+
+from __future__ import annotations
+
+import torch
+
+from diffusion_edu import NoiseSchedule
+from diffusion_edu.exercises.lesson04 import check_alpha_bar, solution_alpha_bar
+from diffusion_edu.exercises.lesson05 import check_eps_to_score, solution_eps_to_score
+from diffusion_edu.exercises.lesson06 import (
+    check_conv_output_size,
+    check_unet2015_output_size,
+    solution_conv_output_size,
+    solution_unet2015_output_size,
+)
+
+
+def _stub(*args: object) -> None:
+    raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------- lesson 04
+def test_alpha_bar_solution_matches_the_schedule() -> None:
+    schedule = NoiseSchedule.linear()
+    torch.testing.assert_close(solution_alpha_bar(schedule.betas[1:]), schedule.alpha_bars)
+    assert check_alpha_bar(solution_alpha_bar).ok
+
+
+def test_alpha_bar_hints() -> None:
+    def one(b: torch.Tensor) -> torch.Tensor:
+        return torch.ones(1, dtype=b.dtype)
+
+    cases = {
+        "cumsum": lambda b: torch.cat([one(b), torch.cumsum(1 - b, 0)]),
+        "multiplied the betas": lambda b: torch.cat([one(b), torch.cumprod(b, 0)]),
+        "length": lambda b: torch.cumprod(1 - b, 0),
+        "off by one": lambda b: torch.cat([one(b), one(b), torch.cumprod(1 - b, 0)[:-1]]),
+        "returned None": lambda b: None,
+        "not written yet": _stub,
+    }
+    for hint, fn in cases.items():
+        result = check_alpha_bar(fn)
+        assert not result.ok
+        assert hint in result.message, (hint, result.message)
+    result = check_alpha_bar(lambda b: torch.cumprod(torch.cat([2 * one(b), 1 - b]), 0))
+    assert not result.ok and "alpha_bar[0] should be 1" in result.message
+
+
+# ----------------------------------------------------------------------------- lesson 05
+def test_eps_to_score_solution_passes() -> None:
+    assert check_eps_to_score(solution_eps_to_score).ok
+
+
+def test_eps_to_score_hints() -> None:
+    def ab(s: NoiseSchedule, t: int) -> torch.Tensor:
+        return s.alpha_bars[t].float()
+
+    cases = {
+        "sign is flipped": lambda e, t, s: e / (1 - ab(s, t)).sqrt(),
+        "missing square root": lambda e, t, s: -e / (1 - ab(s, t)),
+        "sqrt(alpha_bar_t)": lambda e, t, s: -e / ab(s, t).sqrt(),
+        "not the noise itself": lambda e, t, s: -e,
+        "returned None": lambda e, t, s: None,
+        "not written yet": _stub,
+        "expected shape": lambda e, t, s: e[:, :1],
+    }
+    for hint, fn in cases.items():
+        result = check_eps_to_score(fn)
+        assert not result.ok
+        assert hint in result.message, (hint, result.message)
+
+
+# ----------------------------------------------------------------------------- lesson 06
+def test_conv_output_size_solution_and_hints() -> None:
+    assert check_conv_output_size(solution_conv_output_size).ok
+    assert solution_conv_output_size(572, 3, 0, 1) == 570
+    cases = {
+        "off by one": lambda n, k, p, s: (n + 2 * p - k) // s,
+        "BOTH sides": lambda n, k, p, s: (n + p - k) // s + 1,
+        "forgot the padding": lambda n, k, p, s: (n - k) // s + 1,
+        "divide by the stride": lambda n, k, p, s: n + 2 * p - k + 1,
+        "not written yet": _stub,
+    }
+    for hint, fn in cases.items():
+        result = check_conv_output_size(fn)
+        assert not result.ok
+        assert hint in result.message, (hint, result.message)
+
+
+def test_unet2015_output_size_solution_and_hints() -> None:
+    assert solution_unet2015_output_size(572) == 388  # Ronneberger et al. 2015, Fig. 1
+    assert check_unet2015_output_size(solution_unet2015_output_size).ok
+
+    def one_conv(n: int, depth: int) -> int:
+        for _ in range(depth):
+            n = (n - 2) // 2
+        n -= 2
+        for _ in range(depth):
+            n = n * 2 - 2
+        return n
+
+    cases = {
+        "PADDED": lambda n, d: n,
+        "ONE conv": one_conv,
+        "not written yet": _stub,
+        "the output is 388": lambda n, d: 400,
+    }
+    for hint, fn in cases.items():
+        result = check_unet2015_output_size(fn)
+        assert not result.ok
+        assert hint in result.message, (hint, result.message)

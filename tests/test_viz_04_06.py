@@ -1,0 +1,244 @@
+"""Lessons 04-06: schedule maths helpers, U-Net shape tracing, and light checks that the
+figures and widgets build (titles, labels) and that slider callbacks redraw without error."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest
+import torch
+
+from diffusion_edu import NoiseSchedule, UNet, UNetConfig, count_parameters
+from diffusion_edu.toy2d import ToyMLPConfig, ToyNoisePredictor, make_moons, toy_schedule
+from diffusion_edu.viz.schedule_viz import (
+    ScheduleExplorer,
+    evenly_spaced_timesteps,
+    log_snr_zero_crossing,
+    make_schedule,
+    plot_noised_rows,
+    plot_schedule_comparison,
+    summarize_schedule,
+)
+from diffusion_edu.viz.toy2d_viz import (
+    ScoreFieldExplorer,
+    animate_reverse_2d,
+    plot_forward_2d,
+    plot_loss_curve,
+    plot_reverse_snapshots,
+    plot_samples_vs_data,
+    plot_score_fields,
+)
+from diffusion_edu.viz.unet_viz import (
+    conv_output_size,
+    draw_unet2015_diagram,
+    draw_unet_diagram,
+    parameter_breakdown,
+    plot_parameter_breakdown,
+    plot_time_embedding,
+    remove_skips,
+    skip_pairs,
+    trace_unet,
+    unet2015_stages,
+)
+
+DIGIT = torch.linspace(-1, 1, 28 * 28).reshape(1, 28, 28)
+
+
+def _titles(fig) -> list[str]:  # noqa: ANN001
+    return [ax.get_title() for ax in fig.axes if ax.get_title()]
+
+
+# ----------------------------------------------------------------------------- schedule maths
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        NoiseSchedule.linear(),
+        NoiseSchedule.cosine(),
+        NoiseSchedule.sigmoid(),
+        NoiseSchedule.cosine(T=7),
+    ],
+)
+def test_log_snr_zero_crossing_is_the_first_step_with_alpha_bar_at_most_half(schedule) -> None:  # noqa: ANN001
+    t = log_snr_zero_crossing(schedule)
+    # brute force over every step
+    first = next(s for s in range(1, schedule.T + 1) if schedule.alpha_bars[s] <= 0.5)
+    assert t == first
+    assert schedule.log_snr[t] <= 0 < schedule.log_snr[t - 1]
+
+
+def test_crossing_where_the_closed_forms_put_it() -> None:
+    # linear: alpha_bar_t = prod(1 - beta_s) ~ exp(-sum beta_s); sum = ln 2 at t ~ 260 of 1000.
+    assert abs(log_snr_zero_crossing(NoiseSchedule.linear()) - 260) <= 2
+    # cosine: f(t)/f(0) = 1/2 where (t/T + s)/(1 + s) = 1/2 (almost): t ~ T/2 - s T/2.
+    assert abs(log_snr_zero_crossing(NoiseSchedule.cosine()) - 496) <= 2
+    # a schedule that never gets that noisy
+    never = NoiseSchedule.linear(T=10, beta_start=1e-4, beta_end=1e-3)
+    assert log_snr_zero_crossing(never) == 11
+
+
+def test_summary_counts_pure_noise_steps() -> None:
+    schedule = NoiseSchedule.linear()
+    summary = summarize_schedule(schedule, threshold=0.01)
+    count = sum(1 for t in range(1, 1001) if schedule.alpha_bars[t] < 0.01)
+    assert summary.pure_noise_fraction == pytest.approx(count / 1000)
+    assert (
+        schedule.alpha_bars[summary.t_pure_noise]
+        < 0.01
+        <= schedule.alpha_bars[summary.t_pure_noise - 1]
+    )
+    # the lesson's claim: linear wastes far more steps on pure noise than cosine
+    assert (
+        summary.pure_noise_fraction
+        > 3 * summarize_schedule(NoiseSchedule.cosine()).pure_noise_fraction
+    )
+
+
+def test_evenly_spaced_timesteps() -> None:
+    assert evenly_spaced_timesteps(1000, 5) == [0, 250, 500, 750, 1000]
+    with pytest.raises(ValueError):
+        evenly_spaced_timesteps(10, 1)
+
+
+def test_make_schedule_dispatches_and_validates() -> None:
+    assert make_schedule("cosine", T=50) == NoiseSchedule.cosine(T=50)
+    assert make_schedule("sigmoid", T=50, tau=0.5) == NoiseSchedule.sigmoid(T=50, tau=0.5)
+    with pytest.raises(ValueError):
+        make_schedule("linear", beta_end=1.0)
+
+
+# ----------------------------------------------------------------------------- schedule figures
+def test_schedule_figures_have_titles_and_labels() -> None:
+    fig = plot_schedule_comparison()
+    assert len(_titles(fig)) == 3 and all(ax.get_xlabel() == "step t" for ax in fig.axes)
+    fig = plot_noised_rows(DIGIT, n=5)
+    assert len(fig.axes) == 10 and fig.axes[0].get_ylabel() == "linear"
+
+
+def test_schedule_explorer_redraws_and_shows_errors() -> None:
+    explorer = ScheduleExplorer(DIGIT, n_images=5)
+    first_png = explorer.image_widget.value
+    assert first_png[:4] == b"\x89PNG"
+    explorer.kind.value = "cosine"  # a slider callback
+    assert explorer.image_widget.value != first_png
+    assert explorer.lines[1].get_color() == "#00798c"
+    explorer.update(kind="linear", T=100)
+    _, ab_line, _ = explorer.lines
+    torch.testing.assert_close(
+        torch.as_tensor(ab_line.get_ydata()), NoiseSchedule.linear(T=100).alpha_bars
+    )
+    good_png = explorer.image_widget.value
+    explorer.beta_end.value = 1.0  # invalid: NoiseSchedule.linear raises ValueError
+    assert explorer.error is not None and "beta_end" in explorer.status.value
+    assert explorer.image_widget.value == good_png  # the last good plot stays
+    explorer.beta_end.value = 0.02
+    assert explorer.error is None
+    assert explorer.s.layout.display == "none" and explorer.beta_end.layout.display is None
+    assert len(explorer.redraw_times) >= 4
+    with pytest.raises(ValueError, match="unknown"):
+        explorer.update(beta=0.1)
+
+
+# ----------------------------------------------------------------------------- toy 2-D figures
+def test_toy2d_figures_and_widget() -> None:
+    torch.manual_seed(0)
+    model = ToyNoisePredictor(ToyMLPConfig(hidden=16, depth=1))
+    schedule, data = toy_schedule(T=20), make_moons(100)
+    for fig in (
+        plot_forward_2d(data, schedule, [0, 10, 20]),
+        plot_score_fields(model, schedule, data, [1, 10]),
+        plot_loss_curve([1.0] * 60 + [0.5] * 60),
+    ):
+        assert _titles(fig) and all(ax.get_xlabel() for ax in fig.axes if ax.get_title())
+    explorer = ScoreFieldExplorer(model, schedule, data)
+    before = explorer.image_widget.value
+    explorer.t.value = 15
+    assert explorer.image_widget.value != before and "t=15" in explorer.ax.get_title()
+    xs = torch.randn(21, 30, 2)
+    timesteps = list(range(20, -1, -1))
+    assert _titles(plot_reverse_snapshots(xs, timesteps, data, k=4))
+    assert _titles(plot_samples_vs_data(xs[-1], data, xs[0], (0.1, 0.5)))
+    html = animate_reverse_2d(xs, timesteps, data, max_frames=5)
+    assert "<script" in html
+
+
+# ----------------------------------------------------------------------------- U-Net anatomy
+@pytest.mark.parametrize("size", [28, 32])
+def test_trace_unet_shapes(size: int) -> None:
+    model = UNet(UNetConfig(image_size=size))  # channels 32, 64, 64; 2 res blocks per level
+    stages = trace_unet(model)
+    by_name = {s.name: s for s in stages}
+    half, quarter = (size + 1) // 2, ((size + 1) // 2 + 1) // 2
+    assert by_name["conv_in"].out_shape == (32, size, size)
+    assert by_name["down 0.1"].out_shape == (32, size, size)
+    assert by_name["downsample 0"].out_shape == (32, half, half)
+    assert by_name["down 1.0"].out_shape == (64, half, half)
+    assert by_name["downsample 1"].out_shape == (64, quarter, quarter)
+    assert by_name["mid attention"].out_shape == (64, quarter, quarter)
+    # upsampling blocks see their input concatenated with the skip: 64 + 64 channels
+    assert by_name["up 2.0"].in_shape == (128, quarter, quarter)
+    assert by_name["up 0.0"].in_shape == (64 + 32, size, size)
+    assert stages[-1].out_shape == (1, size, size)  # eps_hat matches x_t pixel for pixel
+    assert sum(s.params for s in stages) + count_parameters(model.time_mlp) + sum(
+        count_parameters(m) for m in (model.norm_out,)
+    ) == count_parameters(model)
+    # each skip joins a down block to an up block of the same resolution
+    for a, b in skip_pairs(stages):
+        assert stages[a].out_shape[1:] == stages[b].in_shape[1:]
+    assert len(skip_pairs(stages)) == 6
+    assert not model._forward_hooks and not model.conv_in._forward_hooks  # hooks removed
+
+
+def test_unet2015_shapes_match_the_paper() -> None:
+    stages = unet2015_stages(572)
+    sizes = [s.out_shape[-1] for s in stages]
+    # Ronneberger et al. 2015, Fig. 1
+    for size in (570, 568, 284, 282, 280, 140, 136, 68, 64, 32, 30, 28, 56, 52, 104, 100, 392, 388):
+        assert size in sizes
+    assert stages[-1].out_shape == (2, 388, 388)
+    assert max(s.out_shape[0] for s in stages) == 1024
+    assert conv_output_size(28, 3, padding=1) == 28
+    assert conv_output_size(28, 3, padding=1, stride=2) == 14
+    with pytest.raises(ValueError, match="odd"):
+        unet2015_stages(570)  # 570 -> 566 -> 283: odd, cannot pool
+
+
+def test_parameter_breakdown_adds_up() -> None:
+    model = UNet(UNetConfig(num_classes=10))
+    parts = parameter_breakdown(model)
+    assert sum(parts.values()) == count_parameters(model)
+    assert parts["label embedding"] == 11 * model.config.time_embed_dim
+
+
+def test_remove_skips_zeroes_only_the_skip_channels() -> None:
+    torch.manual_seed(0)
+    cfg = UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention=False)
+    model = UNet(cfg)
+    for p in model.parameters():  # zero-initialised layers would hide any difference
+        torch.nn.init.normal_(p, std=0.1)
+    x = torch.randn(2, 1, 28, 28)
+    with_skips = model(x, 5)
+    seen = []
+    block = model.up_blocks[-1][0]
+    handles = remove_skips(model)
+    spy = block.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    without = model(x, 5)
+    spy.remove()
+    assert not torch.allclose(with_skips, without)
+    assert torch.count_nonzero(seen[0][:, -8:]) == 0 and torch.count_nonzero(seen[0][:, :-8]) > 0
+    for h in handles:
+        h.remove()
+    torch.testing.assert_close(model(x, 5), with_skips)
+
+
+def test_unet_figures_have_titles() -> None:
+    model = UNet(UNetConfig(base_channels=16, channel_mults=(1, 2), num_res_blocks=1))
+    for fig in (
+        draw_unet_diagram(model),
+        draw_unet2015_diagram(),
+        plot_parameter_breakdown(model),
+        plot_time_embedding(dim=16, T=100),
+    ):
+        assert _titles(fig)
+        assert all(ax.get_xlabel() for ax in fig.axes if ax.get_title())
