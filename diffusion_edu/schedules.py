@@ -31,10 +31,23 @@ cast to the data's dtype where they are used.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
-__all__ = ["NoiseSchedule"]
+__all__ = [
+    "NoiseSchedule",
+    "ScheduleKind",
+    "make_schedule",
+    "PURE_NOISE_ALPHA_BAR",
+    "log_snr_zero_crossing",
+    "ScheduleSummary",
+    "summarize_schedule",
+]
+
+ScheduleKind = Literal["linear", "cosine", "sigmoid"]
+PURE_NOISE_ALPHA_BAR = 0.01  # below this, sqrt(alpha_bar) < 0.1: the digit is 10% of the pixel
 
 
 class NoiseSchedule:
@@ -183,6 +196,92 @@ class NoiseSchedule:
         return self.T == other.T and torch.equal(self.betas, other.betas)
 
     __hash__ = None  # type: ignore[assignment]
+
+
+# --------------------------------------------------------------------- choosing and comparing
+def make_schedule(
+    kind: ScheduleKind = "linear",
+    T: int = 1000,
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+    s: float = 0.008,
+    tau: float = 1.0,
+) -> NoiseSchedule:
+    """The named schedule with the given knobs (only the ones that kind uses are read).
+
+    linear: DDPM (Ho et al. 2020); cosine: Nichol & Dhariwal 2021, Eq. 17 (offset ``s``);
+    sigmoid: Chen 2023, Algorithm 1 (temperature ``tau``). Raises ValueError for bad values.
+    """
+    if kind == "linear":
+        return NoiseSchedule.linear(T=T, beta_start=beta_start, beta_end=beta_end)
+    if kind == "cosine":
+        return NoiseSchedule.cosine(T=T, s=s)
+    if kind == "sigmoid":
+        return NoiseSchedule.sigmoid(T=T, tau=tau)
+    raise ValueError(f"kind must be 'linear', 'cosine' or 'sigmoid', got {kind!r}.")
+
+
+def log_snr_zero_crossing(schedule: NoiseSchedule) -> int:
+    """The first step t at which log-SNR(t) <= 0, i.e. alpha_bar_t <= 1/2.
+
+    log SNR(t) = log(alpha_bar_t / (1 - alpha_bar_t)) is 0 exactly when signal and noise have
+    equal variance (the SNR of Kingma et al. 2021, Variational Diffusion Models). Returns
+    ``T + 1`` if it never happens (the schedule never gets that noisy).
+    """
+    below = torch.nonzero(schedule.log_snr[1:] <= 0)
+    return int(below[0]) + 1 if below.numel() else schedule.T + 1
+
+
+@dataclass(frozen=True)
+class ScheduleSummary:
+    """How a schedule spends its T steps.
+
+    Attributes:
+        name, T: the schedule.
+        t_half: first t with log-SNR <= 0 (alpha_bar <= 1/2); ``T + 1`` if never.
+        t_pure_noise: first t with alpha_bar < ``threshold`` (the image is under 10% of the
+            pixel when threshold = 0.01); ``T + 1`` if never.
+        pure_noise_fraction: fraction of the T steps with alpha_bar < ``threshold``.
+        alpha_bar_T: alpha_bar at the last step (should be ~0 so x_T is pure noise).
+        threshold: the alpha_bar level counted as "pure noise".
+    """
+
+    name: str
+    T: int
+    t_half: int
+    t_pure_noise: int
+    pure_noise_fraction: float
+    alpha_bar_T: float
+    threshold: float
+
+    def __str__(self) -> str:
+        return (
+            f"{self.name:>8} (T={self.T}): log-SNR crosses 0 at t={self.t_half} "
+            f"({self.t_half / self.T:.0%} of the way); alpha_bar < {self.threshold:g} from "
+            f"t={self.t_pure_noise}, so {self.pure_noise_fraction:.0%} of the steps see "
+            f"(almost) pure noise; alpha_bar_T = {self.alpha_bar_T:.2g}"
+        )
+
+
+def summarize_schedule(
+    schedule: NoiseSchedule, threshold: float = PURE_NOISE_ALPHA_BAR
+) -> ScheduleSummary:
+    """Summarise where a schedule's log-SNR crosses 0 and how many steps are nearly pure noise.
+
+    Nichol & Dhariwal (2021, Section 3.2) note that the linear schedule's last steps are
+    almost pure noise and contribute little; ``pure_noise_fraction`` measures that.
+    """
+    ab = schedule.alpha_bars[1:]  # alpha_bar_1..alpha_bar_T
+    noisy = torch.nonzero(ab < threshold)
+    return ScheduleSummary(
+        name=schedule.name,
+        T=schedule.T,
+        t_half=log_snr_zero_crossing(schedule),
+        t_pure_noise=int(noisy[0]) + 1 if noisy.numel() else schedule.T + 1,
+        pure_noise_fraction=(ab < threshold).double().mean().item(),
+        alpha_bar_T=schedule.alpha_bars[-1].item(),
+        threshold=threshold,
+    )
 
 
 def _check_T(T: int) -> None:

@@ -3,6 +3,7 @@ with the right hint."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from diffusion_edu import NoiseSchedule
@@ -18,6 +19,27 @@ from diffusion_edu.exercises.lesson06 import (
 
 def _stub(*args: object) -> None:
     raise NotImplementedError
+
+
+def _forgot_return(*args: object) -> None:
+    pass
+
+
+def _crashes(*args: object) -> float:
+    return 1 / 0
+
+
+@pytest.mark.parametrize(
+    "checker",
+    [check_alpha_bar, check_eps_to_score, check_conv_output_size, check_unet2015_output_size],
+)
+def test_stubs_crashes_and_non_functions_get_a_friendly_verdict(checker) -> None:  # noqa: ANN001
+    assert "not written yet" in checker(_stub).message
+    assert "returned None: return " in checker(_forgot_return).message
+    result = checker(_crashes)
+    assert not result.ok and "ZeroDivisionError" in result.message
+    assert str(result).startswith("NOT YET")
+    assert "pass your function itself" in checker(None).message
 
 
 # ----------------------------------------------------------------------------- lesson 04

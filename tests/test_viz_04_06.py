@@ -1,5 +1,6 @@
-"""Lessons 04-06: schedule maths helpers, U-Net shape tracing, and light checks that the
-figures and widgets build (titles, labels) and that slider callbacks redraw without error."""
+"""Lessons 04-06: U-Net shape tracing, and light checks that the figures and widgets build
+(titles, labels) and that slider callbacks redraw without error. The schedule maths is tested
+in test_schedule_analysis.py, the 2015 U-Net's arithmetic in test_unet2015.py."""
 
 from __future__ import annotations
 
@@ -11,15 +12,14 @@ import pytest
 import torch
 
 from diffusion_edu import NoiseSchedule, UNet, UNetConfig, count_parameters
+from diffusion_edu.models.unet2015 import skip_pairs
 from diffusion_edu.toy2d import ToyMLPConfig, ToyNoisePredictor, make_moons, toy_schedule
+from diffusion_edu.viz.plots import LessonFigure
 from diffusion_edu.viz.schedule_viz import (
     ScheduleExplorer,
     evenly_spaced_timesteps,
-    log_snr_zero_crossing,
-    make_schedule,
     plot_noised_rows,
     plot_schedule_comparison,
-    summarize_schedule,
 )
 from diffusion_edu.viz.toy2d_viz import (
     ScoreFieldExplorer,
@@ -31,16 +31,13 @@ from diffusion_edu.viz.toy2d_viz import (
     plot_score_fields,
 )
 from diffusion_edu.viz.unet_viz import (
-    conv_output_size,
     draw_unet2015_diagram,
     draw_unet_diagram,
     parameter_breakdown,
     plot_parameter_breakdown,
     plot_time_embedding,
     remove_skips,
-    skip_pairs,
     trace_unet,
-    unet2015_stages,
 )
 
 DIGIT = torch.linspace(-1, 1, 28 * 28).reshape(1, 28, 28)
@@ -50,67 +47,16 @@ def _titles(fig) -> list[str]:  # noqa: ANN001
     return [ax.get_title() for ax in fig.axes if ax.get_title()]
 
 
-# ----------------------------------------------------------------------------- schedule maths
-@pytest.mark.parametrize(
-    "schedule",
-    [
-        NoiseSchedule.linear(),
-        NoiseSchedule.cosine(),
-        NoiseSchedule.sigmoid(),
-        NoiseSchedule.cosine(T=7),
-    ],
-)
-def test_log_snr_zero_crossing_is_the_first_step_with_alpha_bar_at_most_half(schedule) -> None:  # noqa: ANN001
-    t = log_snr_zero_crossing(schedule)
-    # brute force over every step
-    first = next(s for s in range(1, schedule.T + 1) if schedule.alpha_bars[s] <= 0.5)
-    assert t == first
-    assert schedule.log_snr[t] <= 0 < schedule.log_snr[t - 1]
-
-
-def test_crossing_where_the_closed_forms_put_it() -> None:
-    # linear: alpha_bar_t = prod(1 - beta_s) ~ exp(-sum beta_s); sum = ln 2 at t ~ 260 of 1000.
-    assert abs(log_snr_zero_crossing(NoiseSchedule.linear()) - 260) <= 2
-    # cosine: f(t)/f(0) = 1/2 where (t/T + s)/(1 + s) = 1/2 (almost): t ~ T/2 - s T/2.
-    assert abs(log_snr_zero_crossing(NoiseSchedule.cosine()) - 496) <= 2
-    # a schedule that never gets that noisy
-    never = NoiseSchedule.linear(T=10, beta_start=1e-4, beta_end=1e-3)
-    assert log_snr_zero_crossing(never) == 11
-
-
-def test_summary_counts_pure_noise_steps() -> None:
-    schedule = NoiseSchedule.linear()
-    summary = summarize_schedule(schedule, threshold=0.01)
-    count = sum(1 for t in range(1, 1001) if schedule.alpha_bars[t] < 0.01)
-    assert summary.pure_noise_fraction == pytest.approx(count / 1000)
-    assert (
-        schedule.alpha_bars[summary.t_pure_noise]
-        < 0.01
-        <= schedule.alpha_bars[summary.t_pure_noise - 1]
-    )
-    # the lesson's claim: linear wastes far more steps on pure noise than cosine
-    assert (
-        summary.pure_noise_fraction
-        > 3 * summarize_schedule(NoiseSchedule.cosine()).pure_noise_fraction
-    )
-
-
+# ----------------------------------------------------------------------------- schedule figures
 def test_evenly_spaced_timesteps() -> None:
     assert evenly_spaced_timesteps(1000, 5) == [0, 250, 500, 750, 1000]
     with pytest.raises(ValueError):
         evenly_spaced_timesteps(10, 1)
 
 
-def test_make_schedule_dispatches_and_validates() -> None:
-    assert make_schedule("cosine", T=50) == NoiseSchedule.cosine(T=50)
-    assert make_schedule("sigmoid", T=50, tau=0.5) == NoiseSchedule.sigmoid(T=50, tau=0.5)
-    with pytest.raises(ValueError):
-        make_schedule("linear", beta_end=1.0)
-
-
-# ----------------------------------------------------------------------------- schedule figures
 def test_schedule_figures_have_titles_and_labels() -> None:
     fig = plot_schedule_comparison()
+    assert isinstance(fig, LessonFigure) and fig._repr_png_()[:4] == b"\x89PNG"
     assert len(_titles(fig)) == 3 and all(ax.get_xlabel() == "step t" for ax in fig.axes)
     fig = plot_noised_rows(DIGIT, n=5)
     assert len(fig.axes) == 10 and fig.axes[0].get_ylabel() == "linear"
@@ -188,20 +134,6 @@ def test_trace_unet_shapes(size: int) -> None:
         assert stages[a].out_shape[1:] == stages[b].in_shape[1:]
     assert len(skip_pairs(stages)) == 6
     assert not model._forward_hooks and not model.conv_in._forward_hooks  # hooks removed
-
-
-def test_unet2015_shapes_match_the_paper() -> None:
-    stages = unet2015_stages(572)
-    sizes = [s.out_shape[-1] for s in stages]
-    # Ronneberger et al. 2015, Fig. 1
-    for size in (570, 568, 284, 282, 280, 140, 136, 68, 64, 32, 30, 28, 56, 52, 104, 100, 392, 388):
-        assert size in sizes
-    assert stages[-1].out_shape == (2, 388, 388)
-    assert max(s.out_shape[0] for s in stages) == 1024
-    assert conv_output_size(28, 3, padding=1) == 28
-    assert conv_output_size(28, 3, padding=1, stride=2) == 14
-    with pytest.raises(ValueError, match="odd"):
-        unet2015_stages(570)  # 570 -> 566 -> 283: odd, cannot pool
 
 
 def test_parameter_breakdown_adds_up() -> None:

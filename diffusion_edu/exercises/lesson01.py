@@ -11,12 +11,18 @@ Each checker runs the student's function on a few inputs, compares with the refe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable
 
 import torch
 
-from diffusion_edu.exercises.core import CheckResult, failed, passed
+from diffusion_edu.exercises.core import (
+    CheckResult,
+    call_student,
+    close,
+    failed,
+    first_matching_hint,
+    passed,
+)
 from diffusion_edu.physics import random_walk_variance
 
 __all__ = [
@@ -25,47 +31,6 @@ __all__ = [
     "check_diffusion_step",
     "solution_diffusion_step",
 ]
-
-
-# ----------------------------------------------------------------------------- shared helpers
-def call_student(
-    exercise: str, fn: Callable[..., Any], *args: Any
-) -> tuple[Any, CheckResult | None]:
-    """Run the student's function; turn "not written yet" and crashes into a friendly verdict.
-
-    Returns ``(result, None)`` when it ran and returned something, else ``(None, verdict)``.
-    """
-    if not callable(fn):
-        return None, failed(exercise, f"pass your function itself (got a {type(fn).__name__}).")
-    try:
-        result = fn(*args)
-    except NotImplementedError:
-        return None, failed(exercise, "not written yet: replace the `raise NotImplementedError`.")
-    except Exception as error:  # a student's bug: report it, don't crash the notebook
-        return None, failed(exercise, f"your function raised {type(error).__name__}: {error}")
-    if result is None:
-        return None, failed(exercise, "your function returned None: did you forget `return`?")
-    return result, None
-
-
-def close(a: Any, b: Any, rtol: float = 1e-4, atol: float = 1e-5) -> bool:
-    """True if ``a`` and ``b`` have the same shape and values (within tolerance)."""
-    try:
-        a_t = torch.as_tensor(a, dtype=torch.float64)
-        b_t = torch.as_tensor(b, dtype=torch.float64)
-    except (TypeError, ValueError, RuntimeError):
-        return False
-    if a_t.shape != b_t.shape:
-        return False
-    return bool(torch.allclose(a_t, b_t, rtol=rtol, atol=atol))
-
-
-def first_matching_hint(result: Any, wrong_answers: Mapping[str, Any]) -> str | None:
-    """The hint of the first known wrong answer that ``result`` equals, if any."""
-    for hint, wrong in wrong_answers.items():
-        if close(result, wrong):
-            return hint
-    return None
 
 
 # ----------------------------------------------------------------------------- exercise 1

@@ -13,8 +13,14 @@ from collections.abc import Callable
 
 import torch
 
-from diffusion_edu.exercises.core import CheckResult, failed, passed
-from diffusion_edu.exercises.lesson01 import call_student, close, first_matching_hint
+from diffusion_edu.exercises.core import (
+    CheckResult,
+    call_student,
+    close,
+    failed,
+    first_matching_hint,
+    passed,
+)
 from diffusion_edu.forward import q_sample, q_step
 from diffusion_edu.schedules import NoiseSchedule
 

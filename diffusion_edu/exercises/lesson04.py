@@ -11,7 +11,14 @@ from collections.abc import Callable
 
 import torch
 
-from diffusion_edu.exercises.core import CheckResult, failed, passed
+from diffusion_edu.exercises.core import (
+    CheckResult,
+    call_student,
+    close,
+    failed,
+    first_matching_hint,
+    passed,
+)
 from diffusion_edu.schedules import NoiseSchedule
 
 __all__ = ["solution_alpha_bar", "check_alpha_bar"]
@@ -29,35 +36,30 @@ def _diagnose(got: torch.Tensor, betas: torch.Tensor) -> str | None:
     """A specific hint for the usual mistakes, or None if none of them matches."""
     T = betas.shape[0]
     one = torch.ones(1, dtype=betas.dtype)
-    candidates = {
-        "cumsum": torch.cat([one, torch.cumsum(1.0 - betas, 0)]),
-        "cumsum_no0": torch.cumsum(1.0 - betas, 0),
-        "betas": torch.cat([one, torch.cumprod(betas, 0)]),
-        "betas_no0": torch.cumprod(betas, 0),
-        "no0": torch.cumprod(1.0 - betas, 0),
-        "shifted": torch.cat([one, one, torch.cumprod(1.0 - betas, 0)[:-1]]),
-        "alphas": torch.cat([one, 1.0 - betas]),
+    wrong = {
+        "you ADDED the alphas (cumsum); alpha_bar is their PRODUCT: torch.cumprod.": (
+            torch.cat([one, torch.cumsum(1.0 - betas, 0)])
+        ),
+        "you added the alphas (cumsum) instead of multiplying them (cumprod), and index 0 "
+        "(alpha_bar_0 = 1) is missing.": torch.cumsum(1.0 - betas, 0),
+        "you multiplied the betas; alpha_bar multiplies alpha_t = 1 - beta_t.": (
+            torch.cat([one, torch.cumprod(betas, 0)])
+        ),
+        "you multiplied the betas (use alpha_t = 1 - beta_t), and index 0 (alpha_bar_0 = 1) "
+        "is missing.": torch.cumprod(betas, 0),
+        f"the values are right but the result has length {T}: put alpha_bar_0 = 1 in front "
+        f"so that index t holds alpha_bar_t (length T + 1 = {T + 1}).": (
+            torch.cumprod(1.0 - betas, 0)
+        ),
+        "off by one: index t should hold alpha_1 * ... * alpha_t (including alpha_t itself); "
+        "yours stops at alpha_{t-1}.": torch.cat([one, one, torch.cumprod(1.0 - betas, 0)[:-1]]),
+        "that is alpha_t, one step's signal; alpha_bar_t is the product of all the alphas up "
+        "to t (torch.cumprod).": torch.cat([one, 1.0 - betas]),
     }
-    for name, value in candidates.items():
-        if got.shape == value.shape and torch.allclose(got, value, rtol=1e-5, atol=1e-8):
-            return {
-                "cumsum": "you ADDED the alphas (cumsum); alpha_bar is their PRODUCT: "
-                "torch.cumprod.",
-                "cumsum_no0": "you added the alphas (cumsum) instead of multiplying them "
-                "(cumprod), and index 0 (alpha_bar_0 = 1) is missing.",
-                "betas": "you multiplied the betas; alpha_bar multiplies alpha_t = 1 - beta_t.",
-                "betas_no0": "you multiplied the betas (use alpha_t = 1 - beta_t), and index 0 "
-                "(alpha_bar_0 = 1) is missing.",
-                "no0": f"the values are right but the result has length {T}: put alpha_bar_0 = 1 "
-                f"in front so that index t holds alpha_bar_t (length T + 1 = {T + 1}).",
-                "shifted": "off by one: index t should hold alpha_1 * ... * alpha_t (including "
-                "alpha_t itself); yours stops at alpha_{t-1}.",
-                "alphas": "that is alpha_t, one step's signal; alpha_bar_t is the product of "
-                "all the alphas up to t (torch.cumprod).",
-            }[name]
-    if got.shape[0] == T + 1 and abs(got[0].item() - 1.0) > 1e-6:
+    hint = first_matching_hint(got, wrong, rtol=1e-5, atol=1e-8)
+    if hint is None and got.shape[0] == T + 1 and abs(got[0].item() - 1.0) > 1e-6:
         return f"alpha_bar[0] should be 1 (no noise at t = 0), yours is {got[0].item():.4g}."
-    return None
+    return hint
 
 
 def check_alpha_bar(student_fn: Callable[[torch.Tensor], torch.Tensor | None]) -> CheckResult:
@@ -68,14 +70,11 @@ def check_alpha_bar(student_fn: Callable[[torch.Tensor], torch.Tensor | None]) -
         NoiseSchedule.linear(T=10, beta_start=0.05, beta_end=0.3),
     ):
         betas = schedule.betas[1:].clone()  # beta_1..beta_T, float64
-        try:
-            got = student_fn(betas.clone())
-        except NotImplementedError:
-            return failed(EXERCISE, "not written yet: replace the `raise NotImplementedError`.")
-        except Exception as error:  # noqa: BLE001 - any bug in student code becomes a hint
-            return failed(EXERCISE, f"your function raised {type(error).__name__}: {error}")
-        if got is None:
-            return failed(EXERCISE, "your function returned None: return the alpha_bar tensor.")
+        got, problem = call_student(
+            EXERCISE, student_fn, betas.clone(), returns="the alpha_bar tensor"
+        )
+        if problem is not None:
+            return problem
         got = torch.as_tensor(got, dtype=torch.float64).reshape(-1)
         hint = _diagnose(got, betas)
         if hint:
@@ -86,7 +85,7 @@ def check_alpha_bar(student_fn: Callable[[torch.Tensor], torch.Tensor | None]) -
                 f"expected length T + 1 = {schedule.T + 1} (index 0 = no noise), "
                 f"got {got.shape[0]}.",
             )
-        if not torch.allclose(got, schedule.alpha_bars, rtol=1e-5, atol=1e-8):
+        if not close(got, schedule.alpha_bars, rtol=1e-5, atol=1e-8):
             bad = int((got - schedule.alpha_bars).abs().argmax())
             return failed(
                 EXERCISE,

@@ -10,7 +10,14 @@ from collections.abc import Callable
 
 import torch
 
-from diffusion_edu.exercises.core import CheckResult, failed, passed
+from diffusion_edu.exercises.core import (
+    CheckResult,
+    call_student,
+    close,
+    failed,
+    first_matching_hint,
+    passed,
+)
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.toy2d import eps_to_score
 
@@ -32,49 +39,38 @@ def check_eps_to_score(
     eps_hat = torch.randn(16, 2, generator=torch.Generator().manual_seed(0))
     for t in (3, 40, 90):
         ab = schedule.alpha_bars[t].to(eps_hat.dtype)
-        try:
-            got = student_fn(eps_hat.clone(), t, schedule)
-        except NotImplementedError:
-            return failed(EXERCISE, "not written yet: replace the `raise NotImplementedError`.")
-        except Exception as error:  # noqa: BLE001 - any bug in student code becomes a hint
-            return failed(EXERCISE, f"your function raised {type(error).__name__}: {error}")
-        if got is None:
-            return failed(EXERCISE, "your function returned None: return the score tensor.")
+        got, problem = call_student(
+            EXERCISE, student_fn, eps_hat.clone(), t, schedule, returns="the score tensor"
+        )
+        if problem is not None:
+            return problem
         got = torch.as_tensor(got, dtype=eps_hat.dtype)
         if got.shape != eps_hat.shape:
             return failed(
                 EXERCISE, f"expected shape {tuple(eps_hat.shape)}, got {tuple(got.shape)}."
             )
         want = eps_to_score(eps_hat, t, schedule)
-        if torch.allclose(got, want, rtol=1e-4, atol=1e-6):
+        if close(got, want, atol=1e-6):
             continue
-        wrong = [
-            (
-                -want,
-                "the sign is flipped: the score points AWAY from the noise, so it is "
-                "-eps_hat / sqrt(1 - alpha_bar_t).",
+        wrong = {
+            "the sign is flipped: the score points AWAY from the noise, so it is "
+            "-eps_hat / sqrt(1 - alpha_bar_t).": -want,
+            "missing square root: divide by sqrt(1 - alpha_bar_t), the noise's standard "
+            "deviation, not by its variance (1 - alpha_bar_t).": -eps_hat / (1 - ab),
+            "you multiplied by sqrt(1 - alpha_bar_t); divide by it.": -eps_hat * (1 - ab).sqrt(),
+            "you used sqrt(alpha_bar_t); the noise's scale in x_t is sqrt(1 - alpha_bar_t).": (
+                -eps_hat / ab.sqrt()
             ),
-            (
-                -eps_hat / (1 - ab),
-                "missing square root: divide by sqrt(1 - alpha_bar_t), the "
-                "noise's standard deviation, not by its variance (1 - alpha_bar_t).",
+            "the score is not the noise itself: scale -eps_hat by 1 / sqrt(1 - alpha_bar_t).": (
+                -eps_hat
             ),
-            (-eps_hat * (1 - ab).sqrt(), "you multiplied by sqrt(1 - alpha_bar_t); divide by it."),
-            (
-                -eps_hat / ab.sqrt(),
-                "you used sqrt(alpha_bar_t); the noise's scale in x_t is sqrt(1 - alpha_bar_t).",
-            ),
-            (
-                -eps_hat,
-                "the score is not the noise itself: scale -eps_hat by 1 / sqrt(1 - alpha_bar_t).",
-            ),
-        ]
-        for value, hint in wrong:
-            if torch.allclose(got, value, rtol=1e-4, atol=1e-6):
-                return failed(EXERCISE, hint)
+        }
+        hint = first_matching_hint(got, wrong, atol=1e-6)
         return failed(
             EXERCISE,
-            f"at t={t} the first score should be {want[0].tolist()}, yours is {got[0].tolist()}.",
+            hint
+            or f"at t={t} the first score should be {want[0].tolist()}, yours is "
+            f"{got[0].tolist()}.",
         )
     return passed(
         EXERCISE, "score = -eps_hat / sqrt(1 - alpha_bar_t): noise estimation IS score estimation."

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from diffusion_edu.exercises.core import CheckResult, failed, passed
-from diffusion_edu.viz.unet_viz import conv_output_size, unet2015_stages
+from diffusion_edu.exercises.core import (
+    CheckResult,
+    call_student,
+    failed,
+    first_matching_hint,
+    passed,
+)
+from diffusion_edu.models.unet2015 import conv_output_size, unet2015_stages
 
 __all__ = [
     "solution_conv_output_size",
@@ -58,20 +64,17 @@ def check_conv_output_size(student_fn: Callable[[int, int, int, int], int | None
     ]
     answers = []
     for case in cases:
-        try:
-            answers.append(student_fn(*case))
-        except NotImplementedError:
-            return failed(exercise, "not written yet: replace the `raise NotImplementedError`.")
-        except Exception as error:  # noqa: BLE001 - any bug in student code becomes a hint
-            return failed(exercise, f"your function raised {type(error).__name__}: {error}")
-    if any(a is None for a in answers):
-        return failed(exercise, "your function returned None: return an int.")
+        answer, problem = call_student(exercise, student_fn, *case, returns="an int")
+        if problem is not None:
+            return problem
+        answers.append(answer)
     wants = [conv_output_size(*case) for case in cases]
     if answers == wants:
         return passed(exercise, "floor((n + 2p - k) / s) + 1: that is nn.Conv2d's formula.")
-    for hint, mistake in _CONV_MISTAKES:
-        if answers == [mistake(*case) for case in cases]:
-            return failed(exercise, hint)
+    wrong = {hint: [mistake(*case) for case in cases] for hint, mistake in _CONV_MISTAKES}
+    hint = first_matching_hint(answers, wrong, rtol=0.0, atol=0.0)
+    if hint is not None:
+        return failed(exercise, hint)
     (n, k, p, st), want, got = next(
         (c, w, a) for c, w, a in zip(cases, wants, answers, strict=True) if w != a
     )
@@ -97,17 +100,12 @@ def check_unet2015_output_size(student_fn: Callable[[int, int], int | None]) -> 
     """Check ``student_fn(input_size, depth) -> output size`` of the 2015 U-Net (572 -> 388)."""
     exercise = "2015 U-Net output size"
     for size, depth in ((572, 4), (572, 3), (188, 2), (140, 1)):
-        try:
-            got = student_fn(size, depth)
-        except NotImplementedError:
-            return failed(exercise, "not written yet: replace the `raise NotImplementedError`.")
-        except Exception as error:  # noqa: BLE001 - any bug in student code becomes a hint
-            return failed(exercise, f"your function raised {type(error).__name__}: {error}")
+        got, problem = call_student(exercise, student_fn, size, depth, returns="an int")
+        if problem is not None:
+            return problem
         want = unet2015_stages(size, depth)[-1].out_shape[-1]
         if got == want:
             continue
-        if got is None:
-            return failed(exercise, "your function returned None: return an int.")
         if got == size:
             return failed(
                 exercise,

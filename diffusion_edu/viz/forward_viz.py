@@ -2,7 +2,7 @@
 process as a Markov chain).
 
 Everything here draws what the core computes (``q_sample``, ``noise_walk``, the schedules);
-the widgets reuse :class:`~diffusion_edu.viz.ink.LivePlot`.
+the widgets return a :class:`~diffusion_edu.viz.widgets.LivePlot`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from diffusion_edu.forward import q_sample
 from diffusion_edu.physics import NoiseWalk, ks_distance_to_normal
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.viz.animation import animate_images
-from diffusion_edu.viz.ink import LivePlot
-from diffusion_edu.viz.plots import make_grid
+from diffusion_edu.viz.plots import INK_BLUE, make_grid
+from diffusion_edu.viz.widgets import LivePlot, play_button
 
 __all__ = [
     "plot_gaussian_noise",
@@ -38,7 +38,7 @@ __all__ = [
     "plot_end_state",
 ]
 
-CHAIN = "#1f3b73"  # step by step (q_step)
+CHAIN = INK_BLUE  # step by step (q_step)
 JUMP = "#e67e22"  # closed form (q_sample)
 
 
@@ -185,8 +185,7 @@ def noise_level_widget(x0: torch.Tensor, schedule: NoiseSchedule, seed: int = 0)
     t_slider = widgets.IntSlider(
         value=schedule.T // 4, min=0, max=schedule.T, step=1, description="step t"
     )
-    play = widgets.Play(value=t_slider.value, min=0, max=schedule.T, step=max(1, schedule.T // 50))
-    widgets.jslink((play, "value"), (t_slider, "value"))
+    play = play_button(t_slider, step=max(1, schedule.T // 50))
 
     def draw(t: int) -> Figure:
         x_t = q_sample(x0, t, schedule, noise)

@@ -2,22 +2,20 @@
 
 Everything here draws what :mod:`diffusion_edu.physics` computes; nothing is simulated here
 except rescaling a walk to another diffusion coefficient (:meth:`RandomWalk.with_D`).
-
-:class:`LivePlot` is the small widget pattern the lessons share: controls on top, a figure
-below that is drawn again whenever a control changes.
+The widgets return a :class:`~diffusion_edu.viz.widgets.LivePlot`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import display
 from matplotlib import animation
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
 from diffusion_edu.physics import (
@@ -29,9 +27,10 @@ from diffusion_edu.physics import (
 )
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.viz.animation import animate_frames
+from diffusion_edu.viz.plots import INK_BLUE, square_axes
+from diffusion_edu.viz.widgets import LivePlot, log_slider, play_button
 
 __all__ = [
-    "LivePlot",
     "plot_ink_drop",
     "plot_concentration",
     "plot_heat_profiles",
@@ -42,51 +41,7 @@ __all__ = [
     "noise_walk_widget",
 ]
 
-INK = "#1f3b73"  # the colour of our ink
-
-
-class LivePlot:
-    """Controls (sliders, dropdowns, a play button) above a figure that follows them.
-
-    ``draw(**values)`` gets the controls' current values by name and returns a new Figure.
-    Display it in a notebook cell as the last expression (or with ``display(live)``).
-
-    Attributes:
-        controls: the control widgets by name; set ``controls[name].value`` to move one.
-        widget: the whole thing, an ``ipywidgets.VBox``.
-        last_figure: the figure drawn most recently (closed: it was handed to the output).
-    """
-
-    def __init__(
-        self,
-        draw: Callable[..., Figure],
-        controls: Mapping[str, widgets.ValueWidget],
-        extra: Sequence[widgets.Widget] = (),
-    ) -> None:
-        self._draw = draw
-        self.controls = dict(controls)
-        self.output = widgets.Output()
-        self.widget = widgets.VBox([widgets.HBox([*extra, *self.controls.values()]), self.output])
-        self.last_figure: Figure | None = None
-        for control in self.controls.values():
-            control.observe(self._on_change, names="value")
-        self.redraw()
-
-    def _on_change(self, change: object = None) -> None:
-        self.redraw()
-
-    def redraw(self) -> Figure:
-        """Draw the figure for the controls' current values and show it in the output."""
-        figure = self._draw(**{name: c.value for name, c in self.controls.items()})
-        self.last_figure = figure
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(figure)
-        plt.close(figure)  # shown once, inside the widget; not again below the cell
-        return figure
-
-    def _repr_mimebundle_(self, **kwargs: object) -> object:
-        return self.widget._repr_mimebundle_(**kwargs)
+INK = INK_BLUE  # the colour of our ink
 
 
 def _square_limits(walk: RandomWalk) -> float:
@@ -105,28 +60,20 @@ def plot_ink_drop(
     lim = half_width or _square_limits(walk)
     fig, axes = plt.subplots(1, len(steps), figsize=(2.8 * len(steps), 3.2), squeeze=False)
     for ax, step in zip(axes[0], steps, strict=True):
-        xy = walk.positions[step].numpy()
-        ax.scatter(xy[:, 0], xy[:, 1], s=2, alpha=0.35, color=INK, linewidths=0)
+        _draw_particles(ax, walk, step, lim)
         t = step * walk.dt
         ax.set_title(f"t = {t:g}\nstd = {math.sqrt(float(walk.variance()[step])):.2g}")
-        ax.set_xlim(-lim, lim)
-        ax.set_ylim(-lim, lim)
-        ax.set_aspect("equal")
-        ax.set_xlabel("x position")
-        ax.set_ylabel("y position")
     fig.suptitle(f"A drop of {walk.positions.shape[1]:,} ink particles spreading (D = {walk.D:g})")
     fig.tight_layout()
     return fig
 
 
-def _draw_particles(ax: plt.Axes, walk: RandomWalk, step: int, lim: float) -> None:
+def _draw_particles(ax: plt.Axes, walk: RandomWalk, step: int, lim: float) -> PathCollection:
+    """The particles at ``step`` as dots, on square axes of half-width ``lim``."""
     xy = walk.positions[step].numpy()
-    ax.scatter(xy[:, 0], xy[:, 1], s=2, alpha=0.35, color=INK, linewidths=0)
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x position")
-    ax.set_ylabel("y position")
+    dots = ax.scatter(xy[:, 0], xy[:, 1], s=2, alpha=0.35, color=INK, linewidths=0)
+    square_axes(ax, lim, "x position", "y position")
+    return dots
 
 
 def ink_widget(walk: RandomWalk, max_D: float = 4.0) -> LivePlot:
@@ -139,11 +86,8 @@ def ink_widget(walk: RandomWalk, max_D: float = 4.0) -> LivePlot:
     step = widgets.IntSlider(
         value=walk.n_steps // 4, min=0, max=walk.n_steps, step=1, description="time step"
     )
-    D = widgets.FloatLogSlider(
-        value=walk.D, base=10, min=-1, max=math.log10(max_D), step=0.05, description="D"
-    )
-    play = widgets.Play(value=step.value, min=0, max=walk.n_steps, step=max(1, walk.n_steps // 40))
-    widgets.jslink((play, "value"), (step, "value"))
+    D = log_slider("D", walk.D, -1, math.log10(max_D))
+    play = play_button(step, step=max(1, walk.n_steps // 40))
     times = walk.times.numpy()
 
     def draw(step: int, D: float) -> Figure:
@@ -174,13 +118,7 @@ def animate_ink(walk: RandomWalk, n_frames: int = 40, interval_ms: int = 100) ->
     frames = np.unique(np.linspace(0, walk.n_steps, n_frames).round().astype(int))
     times, var = walk.times.numpy(), walk.variance().numpy()
     fig, (left, right) = plt.subplots(1, 2, figsize=(7.5, 3.4), dpi=72)
-    xy = walk.positions[0].numpy()
-    dots = left.scatter(xy[:, 0], xy[:, 1], s=2, alpha=0.35, color=INK, linewidths=0)
-    left.set_xlim(-lim, lim)
-    left.set_ylim(-lim, lim)
-    left.set_aspect("equal")
-    left.set_xlabel("x position")
-    left.set_ylabel("y position")
+    dots = _draw_particles(left, walk, 0, lim)
     title = left.set_title("t = 0")
     right.plot(times, 2 * walk.D * times + var[0], color="0.5", ls="--", label="2 D t")
     (line,) = right.plot([], [], color=INK, label="measured")
@@ -332,9 +270,7 @@ def noise_walk_widget(n_copies: int = 2000, T: int = 300, seed: int = 0) -> Live
     fast. The plain walk's variance is ``t * beta``: it never stops growing.
     """
     x0_slider = widgets.FloatSlider(value=1.0, min=-3.0, max=3.0, step=0.1, description="x_0")
-    beta_slider = widgets.FloatLogSlider(
-        value=0.02, base=10, min=-3, max=-0.5, step=0.05, description="beta"
-    )
+    beta_slider = log_slider("beta", 0.02, -3, -0.5)
 
     def draw(x0: float, beta: float) -> Figure:
         schedule = NoiseSchedule.from_betas(torch.full((T,), beta, dtype=torch.float64))

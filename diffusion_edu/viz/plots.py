@@ -1,7 +1,15 @@
-"""Shared plotting helpers: image grids in the course's house look."""
+"""Shared plotting helpers: image grids in the course's house look, and the figure type the
+lessons return.
+
+* :class:`LessonFigure`: a Figure that shows itself as a PNG in Jupyter whatever the backend.
+* :func:`figure_to_png`: a figure's PNG bytes (for ``ipywidgets.Image`` and ``_repr_png_``).
+* :func:`square_axes`: square axes with equal limits, for point clouds.
+* :func:`to_display`, :func:`make_grid`, :func:`show_images`: images in [-1, 1] on screen.
+"""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -10,7 +18,55 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-__all__ = ["to_display", "make_grid", "show_images"]
+__all__ = [
+    "INK_BLUE",
+    "RED",
+    "TEAL",
+    "AMBER",
+    "SLATE",
+    "LessonFigure",
+    "figure_to_png",
+    "square_axes",
+    "to_display",
+    "make_grid",
+    "show_images",
+]
+
+# The course's palette. Each lesson gives the colours a meaning (data vs samples, one colour
+# per schedule...) and keeps it in every figure of that lesson.
+INK_BLUE = "#1f3b73"  # ink, the forward chain
+RED = "#d1495b"
+TEAL = "#00798c"
+AMBER = "#edae49"
+SLATE = "#8d99ae"  # grey-blue: background, reference, data
+
+
+def figure_to_png(fig: Figure, **savefig_kwargs: object) -> bytes:
+    """The PNG bytes of ``fig``; keyword arguments go to ``savefig`` (e.g. ``dpi=72``)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", **savefig_kwargs)
+    return buffer.getvalue()
+
+
+class LessonFigure(Figure):
+    """A matplotlib Figure that shows itself as a PNG in Jupyter whatever the backend.
+
+    Figures are built without pyplot (so a function returning one does not ALSO draw it at the
+    end of the cell); ``_repr_png_`` lets ``display(fig)`` work even where no inline backend
+    registered a formatter (e.g. ``MPLBACKEND=Agg``).
+    """
+
+    def _repr_png_(self) -> bytes:
+        return figure_to_png(self, bbox_inches="tight")
+
+
+def square_axes(ax: Axes, lim: float, xlabel: str, ylabel: str) -> None:
+    """Make ``ax`` square, showing ``[-lim, lim]`` on both axes, and label it."""
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
 
 
 def to_display(images: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -1,7 +1,9 @@
 """Lesson 04: noise schedules, compared and explored with sliders.
 
-* :func:`make_schedule`: one entry point for the three named schedules (the widget's model).
-* :func:`summarize_schedule`: where log-SNR crosses 0, how many steps are (nearly) pure noise.
+The maths the figures show lives in :mod:`diffusion_edu.schedules`: :func:`make_schedule` (one
+entry point for the three named schedules, the widget's model) and :func:`summarize_schedule`
+(where log-SNR crosses 0, how many steps are (nearly) pure noise).
+
 * :func:`plot_schedule_comparison`, :func:`plot_noised_rows`: static figures for the lesson.
 * :class:`ScheduleExplorer`: the slider widget. It builds ONE figure and, on every slider move,
   updates the lines' data in place and re-renders it to a PNG shown in an ``ipywidgets.Image``
@@ -12,11 +14,8 @@
 from __future__ import annotations
 
 import html
-import io
 import math
 import time
-from dataclasses import dataclass
-from typing import Literal
 
 import ipywidgets as widgets
 import numpy as np
@@ -24,131 +23,43 @@ import torch
 from matplotlib.figure import Figure
 
 from diffusion_edu.forward import q_sample
-from diffusion_edu.schedules import NoiseSchedule
-from diffusion_edu.viz.plots import to_display
+from diffusion_edu.schedules import (
+    PURE_NOISE_ALPHA_BAR,
+    NoiseSchedule,
+    log_snr_zero_crossing,
+    make_schedule,
+    summarize_schedule,
+)
+from diffusion_edu.viz.plots import (
+    AMBER,
+    RED,
+    SLATE,
+    TEAL,
+    LessonFigure,
+    figure_to_png,
+    to_display,
+)
+from diffusion_edu.viz.widgets import WidgetView, log_slider
 
 __all__ = [
-    "ScheduleKind",
-    "LessonFigure",
     "SCHEDULE_COLOURS",
-    "make_schedule",
-    "ScheduleSummary",
-    "summarize_schedule",
-    "log_snr_zero_crossing",
     "evenly_spaced_timesteps",
     "plot_schedule_comparison",
     "plot_noised_rows",
     "ScheduleExplorer",
 ]
 
-ScheduleKind = Literal["linear", "cosine", "sigmoid"]
-
 # One colour per schedule, used by every figure of the lesson.
 SCHEDULE_COLOURS: dict[str, str] = {
-    "linear": "#d1495b",  # red
-    "cosine": "#00798c",  # teal
-    "sigmoid": "#edae49",  # amber
+    "linear": RED,
+    "cosine": TEAL,
+    "sigmoid": AMBER,
 }
-_GREY = "#8d99ae"
+_GREY = SLATE
 _LABEL_OFFSETS = {"linear": (4, -14), "cosine": (-34, 6), "sigmoid": (6, 6)}
-PURE_NOISE_ALPHA_BAR = 0.01  # below this, sqrt(alpha_bar) < 0.1: the digit is 10% of the pixel
 
 
-class LessonFigure(Figure):
-    """A matplotlib Figure that shows itself as a PNG in Jupyter whatever the backend.
-
-    Figures are built without pyplot (so a function returning one does not ALSO draw it at the
-    end of the cell); ``_repr_png_`` lets ``display(fig)`` work even where no inline backend
-    registered a formatter (e.g. ``MPLBACKEND=Agg``).
-    """
-
-    def _repr_png_(self) -> bytes:
-        buffer = io.BytesIO()
-        self.savefig(buffer, format="png", bbox_inches="tight")
-        return buffer.getvalue()
-
-
-# ----------------------------------------------------------------------------- maths helpers
-def make_schedule(
-    kind: ScheduleKind = "linear",
-    T: int = 1000,
-    beta_start: float = 1e-4,
-    beta_end: float = 0.02,
-    s: float = 0.008,
-    tau: float = 1.0,
-) -> NoiseSchedule:
-    """The named schedule with the given knobs (only the ones that kind uses are read).
-
-    linear: DDPM (Ho et al. 2020); cosine: Nichol & Dhariwal 2021, Eq. 17 (offset ``s``);
-    sigmoid: Chen 2023, Algorithm 1 (temperature ``tau``). Raises ValueError for bad values.
-    """
-    if kind == "linear":
-        return NoiseSchedule.linear(T=T, beta_start=beta_start, beta_end=beta_end)
-    if kind == "cosine":
-        return NoiseSchedule.cosine(T=T, s=s)
-    if kind == "sigmoid":
-        return NoiseSchedule.sigmoid(T=T, tau=tau)
-    raise ValueError(f"kind must be 'linear', 'cosine' or 'sigmoid', got {kind!r}.")
-
-
-def log_snr_zero_crossing(schedule: NoiseSchedule) -> int:
-    """The first step t at which log-SNR(t) <= 0, i.e. alpha_bar_t <= 1/2.
-
-    log SNR(t) = log(alpha_bar_t / (1 - alpha_bar_t)) is 0 exactly when signal and noise have
-    equal variance. Returns ``T + 1`` if it never happens (the schedule never gets that noisy).
-    """
-    below = torch.nonzero(schedule.log_snr[1:] <= 0)
-    return int(below[0]) + 1 if below.numel() else schedule.T + 1
-
-
-@dataclass(frozen=True)
-class ScheduleSummary:
-    """How a schedule spends its T steps.
-
-    Attributes:
-        name, T: the schedule.
-        t_half: first t with log-SNR <= 0 (alpha_bar <= 1/2); ``T + 1`` if never.
-        t_pure_noise: first t with alpha_bar < ``threshold`` (the image is under 10% of the
-            pixel when threshold = 0.01); ``T + 1`` if never.
-        pure_noise_fraction: fraction of the T steps with alpha_bar < ``threshold``.
-        alpha_bar_T: alpha_bar at the last step (should be ~0 so x_T is pure noise).
-        threshold: the alpha_bar level counted as "pure noise".
-    """
-
-    name: str
-    T: int
-    t_half: int
-    t_pure_noise: int
-    pure_noise_fraction: float
-    alpha_bar_T: float
-    threshold: float
-
-    def __str__(self) -> str:
-        return (
-            f"{self.name:>8} (T={self.T}): log-SNR crosses 0 at t={self.t_half} "
-            f"({self.t_half / self.T:.0%} of the way); alpha_bar < {self.threshold:g} from "
-            f"t={self.t_pure_noise}, so {self.pure_noise_fraction:.0%} of the steps see "
-            f"(almost) pure noise; alpha_bar_T = {self.alpha_bar_T:.2g}"
-        )
-
-
-def summarize_schedule(
-    schedule: NoiseSchedule, threshold: float = PURE_NOISE_ALPHA_BAR
-) -> ScheduleSummary:
-    """Summarise where a schedule's log-SNR crosses 0 and how many steps are nearly pure noise."""
-    ab = schedule.alpha_bars[1:]  # alpha_bar_1..alpha_bar_T
-    noisy = torch.nonzero(ab < threshold)
-    return ScheduleSummary(
-        name=schedule.name,
-        T=schedule.T,
-        t_half=log_snr_zero_crossing(schedule),
-        t_pure_noise=int(noisy[0]) + 1 if noisy.numel() else schedule.T + 1,
-        pure_noise_fraction=(ab < threshold).double().mean().item(),
-        alpha_bar_T=schedule.alpha_bars[-1].item(),
-        threshold=threshold,
-    )
-
-
+# ----------------------------------------------------------------------------- helpers
 def evenly_spaced_timesteps(T: int, n: int) -> list[int]:
     """``n`` timesteps from 0 (clean) to T (noise), evenly spaced and rounded: 0, ..., T."""
     if n < 2:
@@ -281,7 +192,7 @@ def plot_noised_rows(
 
 
 # ----------------------------------------------------------------------------- the widget
-class ScheduleExplorer:
+class ScheduleExplorer(WidgetView):
     """Sliders for a noise schedule, with live plots and a row of noised digits.
 
     Controls: schedule type, T, beta_start and beta_end (linear), s (cosine), tau (sigmoid).
@@ -313,49 +224,17 @@ class ScheduleExplorer:
         self.T = widgets.IntSlider(
             value=1000, min=10, max=2000, step=10, description="T", style=style, layout=wide()
         )
-        self.beta_start = widgets.FloatLogSlider(
-            value=1e-4,
-            base=10,
-            min=-5,
-            max=-1,
-            step=0.05,
-            description="beta_start",
-            readout_format=".1e",
-            style=style,
-            layout=wide(),
+        self.beta_start = log_slider(
+            "beta_start", 1e-4, -5, -1, readout_format=".1e", style=style, layout=wide()
         )
-        self.beta_end = widgets.FloatLogSlider(
-            value=0.02,
-            base=10,
-            min=-3,
-            max=0,
-            step=0.05,
-            description="beta_end",
-            readout_format=".3f",
-            style=style,
-            layout=wide(),
+        self.beta_end = log_slider(
+            "beta_end", 0.02, -3, 0, readout_format=".3f", style=style, layout=wide()
         )
-        self.s = widgets.FloatLogSlider(
-            value=0.008,
-            base=10,
-            min=-4,
-            max=0,
-            step=0.05,
-            description="cosine s",
-            readout_format=".4f",
-            style=style,
-            layout=wide(),
+        self.s = log_slider(
+            "cosine s", 0.008, -4, 0, readout_format=".4f", style=style, layout=wide()
         )
-        self.tau = widgets.FloatLogSlider(
-            value=1.0,
-            base=10,
-            min=-1,
-            max=1,
-            step=0.05,
-            description="sigmoid tau",
-            readout_format=".2f",
-            style=style,
-            layout=wide(),
+        self.tau = log_slider(
+            "sigmoid tau", 1.0, -1, 1, readout_format=".2f", style=style, layout=wide()
         )
         self.status = widgets.HTML()
         self.image_widget = widgets.Image(format="png")
@@ -508,7 +387,7 @@ class ScheduleExplorer:
             if t_half <= T
             else f"{kind} schedule, T={T}: log-SNR never reaches 0 (x_T is not pure noise!)"
         )
-        self.image_widget.value = self._render_png()
+        self.image_widget.value = figure_to_png(self.fig, dpi=self.dpi)
         elapsed = time.perf_counter() - start
         self.redraw_times.append(elapsed)
         warn = (
@@ -528,11 +407,6 @@ class ScheduleExplorer:
         ab_line.set_data(t, schedule.alpha_bars.numpy())
         snr_line.set_data(t[1:], schedule.log_snr[1:].clamp(-12, 12).numpy())
 
-    def _render_png(self) -> bytes:
-        buffer = io.BytesIO()
-        self.fig.savefig(buffer, format="png", dpi=self.dpi)
-        return buffer.getvalue()
-
     def time_redraws(self, repeats: int = 5) -> float:
         """Median seconds per redraw over a few different settings (for the lesson's claim)."""
         settings = [
@@ -548,6 +422,3 @@ class ScheduleExplorer:
         times = sorted(self.redraw_times[before:])
         self.update(kind="linear", T=1000)
         return times[len(times) // 2] if times else math.nan
-
-    def _repr_mimebundle_(self, **kwargs: object) -> dict | None:
-        return self.widget._repr_mimebundle_(**kwargs)

@@ -6,7 +6,6 @@ Every function returns a matplotlib Figure (or HTML for animations); the slider 
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Sequence
 
@@ -22,7 +21,8 @@ from diffusion_edu.forward import q_sample
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.toy2d import score_field
 from diffusion_edu.viz.animation import animate_frames
-from diffusion_edu.viz.schedule_viz import LessonFigure
+from diffusion_edu.viz.plots import RED, SLATE, LessonFigure, figure_to_png, square_axes
+from diffusion_edu.viz.widgets import WidgetView
 
 __all__ = [
     "DATA_COLOUR",
@@ -37,18 +37,14 @@ __all__ = [
     "plot_samples_vs_data",
 ]
 
-DATA_COLOUR = "#8d99ae"  # grey-blue: the real data, always in the background
-SAMPLE_COLOUR = "#d1495b"  # red: noisy points / generated samples
+DATA_COLOUR = SLATE  # grey-blue: the real data, always in the background
+SAMPLE_COLOUR = RED  # red: noisy points / generated samples
 ARROW_CMAP = "viridis"
 LIM = 1.6
 
 
 def _square(ax, lim: float = LIM) -> None:  # noqa: ANN001
-    ax.set_xlim(-lim, lim)
-    ax.set_ylim(-lim, lim)
-    ax.set_aspect("equal")
-    ax.set_xlabel("x[0]")
-    ax.set_ylabel("x[1]")
+    square_axes(ax, lim, "x[0]", "x[1]")
     ax.grid(alpha=0.2)
 
 
@@ -143,7 +139,7 @@ def plot_score_fields(
     return fig
 
 
-class ScoreFieldExplorer:
+class ScoreFieldExplorer(WidgetView):
     """A t slider over the learned score field; the arrows are updated in place.
 
     Display with ``display(explorer.widget)`` or as a cell's last expression.
@@ -182,13 +178,8 @@ class ScoreFieldExplorer:
         self.ax.set_title(
             f"score field at t={t} (" + r"$\bar\alpha_t$" + f"={ab:.2f}): arrows point to data"
         )
-        buffer = io.BytesIO()
-        self.fig.savefig(buffer, format="png", dpi=self.dpi)
-        self.image_widget.value = buffer.getvalue()
+        self.image_widget.value = figure_to_png(self.fig, dpi=self.dpi)
         self.redraw_times.append(time.perf_counter() - start)
-
-    def _repr_mimebundle_(self, **kwargs: object) -> dict | None:
-        return self.widget._repr_mimebundle_(**kwargs)
 
 
 def _snapshot_indices(n_frames: int, k: int) -> list[int]:
