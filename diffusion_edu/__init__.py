@@ -3,6 +3,7 @@
 The public API, name by name (paper convention: x_0 is data, x_T is noise, t runs 1..T):
 """
 
+from diffusion_edu.checkpoints import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from diffusion_edu.data import (
     DownloadError,
     MNISTData,
@@ -41,13 +42,26 @@ from diffusion_edu.samplers import (
     sample,
     sample_steps,
 )
-from diffusion_edu.schedules import NoiseSchedule
+from diffusion_edu.schedules import NoiseSchedule, make_schedule, summarize_schedule
+from diffusion_edu.training import (
+    EMA,
+    TrainConfig,
+    Trainer,
+    TrainingDivergedError,
+    TrainStep,
+    diffusion_loss,
+    drop_labels,
+    learning_rate_at,
+    train,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     # schedules and the forward process
     "NoiseSchedule",
+    "make_schedule",
+    "summarize_schedule",
     "q_step",
     "q_sample",
     "q_posterior",
@@ -66,6 +80,20 @@ __all__ = [
     "UNetConfig",
     "count_parameters",
     "sinusoidal_embedding",
+    # training and checkpoints
+    "train",
+    "Trainer",
+    "TrainConfig",
+    "TrainStep",
+    "TrainingDivergedError",
+    "diffusion_loss",
+    "drop_labels",
+    "learning_rate_at",
+    "EMA",
+    "save_checkpoint",
+    "load_checkpoint",
+    "Checkpoint",
+    "CheckpointError",
     # data
     "load_mnist",
     "MNISTData",

@@ -31,7 +31,6 @@ import hashlib
 import http.client
 import math
 import os
-import tempfile
 import urllib.error
 import urllib.request
 import zlib
@@ -39,12 +38,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+
+from diffusion_edu.files import atomic_write
 
 DatasetName = Literal["mnist", "fashion"]
 Split = Literal["train", "test", "heldout"]
@@ -306,31 +307,27 @@ def _fetch_verified(
 ) -> None:
     """Download ``url`` to ``destination`` atomically, keeping it only if its SHA-256 matches.
 
-    The bytes go to a temporary file in the same folder, which is renamed over
-    ``destination`` with ``os.replace`` (atomic on one file system) only after the
-    checksum matched; on any failure the temporary file is removed.
+    The bytes go to a temporary file in the same folder (:func:`~diffusion_edu.files.atomic_write`),
+    which replaces ``destination`` only after the checksum matched; on any failure the
+    temporary file is removed and ``destination`` is untouched.
     """
-    handle, temporary_name = tempfile.mkstemp(
-        dir=destination.parent, prefix=f".{destination.name}.", suffix=".part"
-    )
-    temporary = Path(temporary_name)
-    try:
+
+    def stream(file: BinaryIO) -> None:
         digest = hashlib.sha256()
-        with os.fdopen(handle, "wb") as file, urllib.request.urlopen(url, timeout=timeout) as r:
-            total = r.headers.get("Content-Length")
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            total = response.headers.get("Content-Length")
             with tqdm(
                 total=int(total) if total else None, unit="B", unit_scale=True,
                 desc=destination.name, disable=not progress, leave=False,
             ) as bar:  # fmt: skip
-                while chunk := r.read(_CHUNK_BYTES):
+                while chunk := response.read(_CHUNK_BYTES):
                     file.write(chunk)
                     digest.update(chunk)
                     bar.update(len(chunk))
         if digest.hexdigest() != sha256.lower():
             raise ValueError(f"SHA-256 mismatch: got {digest.hexdigest()}, expected {sha256}")
-        os.replace(temporary, destination)
-    finally:
-        temporary.unlink(missing_ok=True)
+
+    atomic_write(destination, stream)
 
 
 def download_mnist(

@@ -90,5 +90,6 @@ def describe_device(device: torch.device | str | None = None) -> str:
     elif device.type == "mps":
         where = "Apple GPU (MPS)"
     else:
-        where = f"CPU with {torch.get_num_threads()} threads"
+        n = torch.get_num_threads()
+        where = f"CPU with {n} thread{'s' if n != 1 else ''}"
     return f"Using {where}, {precision}."

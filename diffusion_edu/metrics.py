@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -46,6 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffusion_edu.data import _repo_data_dir, data_dir, load_bundled_mnist
+from diffusion_edu.files import atomic_write
 
 __all__ = [
     "CLASSIFIER_FILENAME",
@@ -217,18 +217,7 @@ def save_classifier(
         # weights_only loading refuses.
         "training": {str(k): _plain(v) for k, v in (training or {}).items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary_name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".part"
-    )
-    try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(payload, file)
-        os.chmod(temporary_name, 0o644)  # mkstemp makes it owner-only; a data file is not
-        os.replace(temporary_name, path)
-    except BaseException:
-        Path(temporary_name).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda file: torch.save(payload, file))
     return path
 
 

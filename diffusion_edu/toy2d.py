@@ -13,28 +13,37 @@ point in the plane, so we can *see* the whole distribution and the model's field
   ``grad_x log q(x_t) = -eps / sqrt(1 - alpha_bar_t)`` (Song et al. 2021, Eq. 7-8 with
   Tweedie's formula; Luo 2022, "Understanding Diffusion Models", Eq. 151).
 * :func:`nearest_data_distance`: how close generated points land to the data.
+* :func:`make_moons_labelled` and ``ToyMLPConfig(num_classes=2)``: a class-conditional toy
+  (the label is the "prompt"), trained with label dropout so classifier-free guidance works.
+* :func:`train_and_sample_toy`, :func:`hyperparameter_sweep`: one seeded run (train, sample,
+  measure) and a grid of them over learning rate and batch size.
+* :func:`add_outliers`, :func:`fraction_within`, :func:`copy_fraction`: data quality and
+  memorisation (garbage in, garbage out; too little data and the model copies it).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from diffusion_edu.forward import as_timesteps, coef, q_sample
+from diffusion_edu.forward import as_timesteps, coef
 from diffusion_edu.models.embeddings import sinusoidal_embedding
+from diffusion_edu.samplers import sample
 from diffusion_edu.schedules import NoiseSchedule
+from diffusion_edu.training import diffusion_loss, drop_labels
 
 __all__ = [
     "ToyDataName",
     "make_spiral",
     "make_moons",
+    "make_moons_labelled",
     "make_toy_data",
     "toy_schedule",
     "ToyMLPConfig",
@@ -47,9 +56,19 @@ __all__ = [
     "score_field",
     "exact_score",
     "nearest_data_distance",
+    "sample_points",
+    "ToyScheduleName",
+    "ToyRunResult",
+    "HyperparameterSweep",
+    "train_and_sample_toy",
+    "hyperparameter_sweep",
+    "add_outliers",
+    "fraction_within",
+    "copy_fraction",
 ]
 
 ToyDataName = Literal["spiral", "moons"]
+ToyScheduleName = Literal["linear", "cosine"]
 
 
 # ----------------------------------------------------------------------------- data
@@ -72,6 +91,17 @@ def make_moons(n: int = 2000, noise: float = 0.05, seed: int = 0) -> torch.Tenso
 
     Centred and scaled to lie inside roughly [-1, 1]^2; Gaussian jitter of std ``noise``.
     """
+    return make_moons_labelled(n, noise, seed)[0]
+
+
+def make_moons_labelled(
+    n: int = 2000, noise: float = 0.05, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two moons with their class: ``(points (n, 2), labels (n,))``.
+
+    Label 0 is the upper moon, label 1 the lower one; the points are those of
+    :func:`make_moons` with the same arguments.
+    """
     _check_n(n)
     g = torch.Generator().manual_seed(seed)
     angle = math.pi * torch.rand(n, generator=g)  # (n,)
@@ -79,7 +109,8 @@ def make_moons(n: int = 2000, noise: float = 0.05, seed: int = 0) -> torch.Tenso
     x = torch.where(upper, angle.cos(), 1.0 - angle.cos())
     y = torch.where(upper, angle.sin(), 0.5 - angle.sin())
     points = torch.stack([x - 0.5, y - 0.25], dim=1) / 1.5  # (n, 2), centred, in [-1, 1]
-    return points + noise * torch.randn(n, 2, generator=g)
+    labels = (~upper).long()  # 0: upper moon, 1: lower moon
+    return points + noise * torch.randn(n, 2, generator=g), labels
 
 
 def make_toy_data(name: ToyDataName = "spiral", n: int = 2000, seed: int = 0) -> torch.Tensor:
@@ -121,6 +152,10 @@ class ToyMLPConfig:
             2020, "Fourier features let networks learn high frequency functions").
         T: the number of diffusion steps the model will see (t is divided by T before
             embedding, so the embedding's frequencies suit any T).
+        num_classes: number of class labels to condition on (the "prompt"), or None for an
+            unconditional model. A conditional model has one extra learned label, the "no
+            label" class ``model.null_label`` (= num_classes), as the U-Net does.
+        label_dim: size of the learned label embedding (conditional models only).
     """
 
     hidden: int = 128
@@ -128,10 +163,14 @@ class ToyMLPConfig:
     time_dim: int = 32
     fourier_features: int = 6
     T: int = 100
+    num_classes: int | None = None
+    label_dim: int = 16
 
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.depth < 1 or self.T < 1 or self.fourier_features < 0:
             raise ValueError(f"hidden, depth and T must be >= 1, got {self}.")
+        if self.num_classes is not None and (self.num_classes < 1 or self.label_dim < 1):
+            raise ValueError(f"num_classes and label_dim must be >= 1 (or None), got {self}.")
         if self.time_dim < 2 or self.time_dim % 2:
             raise ValueError(f"time_dim must be an even number >= 2, got {self.time_dim}.")
 
@@ -141,8 +180,13 @@ class ToyNoisePredictor(nn.Module):
 
     Input: the point ``x_t`` ``(B, 2)`` and the sinusoidal embedding of ``t`` (as in the U-Net,
     so the network knows how noisy its input is). Output: ``eps_hat`` ``(B, 2)``, its estimate
-    of the noise that was added. ``labels`` is accepted (and must be None) so that the
-    samplers can call every model the same way.
+    of the noise that was added.
+
+    ``labels``: for an unconditional model it must be None (accepted so the samplers can call
+    every model the same way). With ``ToyMLPConfig(num_classes=K)`` it is a LongTensor ``(B,)``
+    of class ids in 0..K, where K = ``model.null_label`` means "no label" (and None means
+    "no label" for the whole batch); a learned embedding of the label joins the input, the
+    way a text encoder's output joins Stable Diffusion's U-Net.
     """
 
     def __init__(self, config: ToyMLPConfig | None = None) -> None:
@@ -150,6 +194,13 @@ class ToyNoisePredictor(nn.Module):
         self.config = config = config or ToyMLPConfig()
         layers: list[nn.Module] = []
         width = 2 + 4 * config.fourier_features + config.time_dim
+        # One extra embedding row: the learned "no label" class for classifier-free guidance.
+        self.label_emb = (
+            nn.Embedding(config.num_classes + 1, config.label_dim)
+            if config.num_classes is not None
+            else None
+        )
+        width += config.label_dim if self.label_emb is not None else 0
         # Frequencies of the coordinate features: pi/2 * (1, 2, 4, ...).
         freqs = (math.pi / 2) * 2.0 ** torch.arange(config.fourier_features)
         self.register_buffer("freqs", freqs, persistent=False)
@@ -159,11 +210,19 @@ class ToyNoisePredictor(nn.Module):
         layers.append(nn.Linear(width, 2))
         self.net = nn.Sequential(*layers)
 
+    @property
+    def null_label(self) -> int | None:
+        """The class id that means "no label" (None for an unconditional model)."""
+        return self.config.num_classes
+
     def forward(
         self, x_t: torch.Tensor, t: int | torch.Tensor, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
-        if labels is not None:
-            raise ValueError("ToyNoisePredictor is unconditional: call it with labels=None.")
+        if labels is not None and self.label_emb is None:
+            raise ValueError(
+                "This ToyNoisePredictor is unconditional: call it with labels=None "
+                "(or build it with ToyMLPConfig(num_classes=...))."
+            )
         if x_t.ndim != 2 or x_t.shape[1] != 2:
             raise ValueError(f"x_t must have shape (B, 2), got {tuple(x_t.shape)}.")
         B = x_t.shape[0]
@@ -174,7 +233,27 @@ class ToyNoisePredictor(nn.Module):
         emb = sinusoidal_embedding(t.float() * (1000.0 / self.config.T), self.config.time_dim)
         angles = x_t[:, :, None] * self.freqs.to(x_t)  # (B, 2, F)
         features = torch.cat([angles.sin(), angles.cos()], dim=2).flatten(1)  # (B, 4F)
-        return self.net(torch.cat([x_t, features, emb.to(x_t.dtype)], dim=1))  # (B, 2)
+        inputs = [x_t, features, emb.to(x_t.dtype)]
+        if self.label_emb is not None:
+            inputs.append(self.label_emb(self._check_labels(labels, B, x_t.device)).to(x_t.dtype))
+        return self.net(torch.cat(inputs, dim=1))  # (B, 2)
+
+    def _check_labels(
+        self, labels: torch.Tensor | None, batch: int, device: torch.device
+    ) -> torch.Tensor:
+        null = self.config.num_classes
+        assert null is not None
+        if labels is None:
+            return torch.full((batch,), null, dtype=torch.long, device=device)
+        labels = torch.as_tensor(labels, device=device)
+        if labels.shape != (batch,) or labels.dtype != torch.long:
+            raise ValueError(
+                f"labels must be a LongTensor of shape ({batch},), got {tuple(labels.shape)} "
+                f"{labels.dtype}."
+            )
+        if labels.numel() and (labels.min() < 0 or labels.max() > null):
+            raise ValueError(f"labels must lie in 0..{null} ({null} = no label).")
+        return labels
 
 
 # ----------------------------------------------------------------------------- training
@@ -184,6 +263,9 @@ class ToyTrainConfig:
 
     ``num_threads``: CPU threads while training (1 suits the tiny 2-D MLP, whose matrix
     products are too small to split; None leaves PyTorch's setting alone).
+    ``label_dropout``: when training on labels, the probability p_uncond of replacing each
+    label by the model's "no label" class (Ho & Salimans 2022, Algorithm 1), so that the same
+    model also learns eps_theta(x_t, t, no label), which guidance needs.
     """
 
     steps: int = 2000
@@ -191,10 +273,13 @@ class ToyTrainConfig:
     lr: float = 1e-2
     seed: int = 0
     num_threads: int | None = 1
+    label_dropout: float = 0.1
 
     def __post_init__(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"steps, batch_size and lr must be positive, got {self}.")
+        if not 0.0 <= self.label_dropout < 1.0:
+            raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}.")
 
 
 @dataclass(frozen=True)
@@ -211,6 +296,7 @@ def train_toy_steps(
     schedule: NoiseSchedule,
     config: ToyTrainConfig | None = None,
     progress: bool = True,
+    labels: torch.Tensor | None = None,
 ) -> Iterator[ToyTrainRecord]:
     """DDPM training (Ho et al. 2020, Algorithm 1), yielding a record after every step.
 
@@ -223,12 +309,23 @@ def train_toy_steps(
         2. x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps          (Eq. 4)
         3. gradient step on || eps - eps_theta(x_t, t) ||^2                   (Eq. 14)
 
+    ``labels`` (N,): the class of each data point, for a conditional model (one with a
+    ``null_label``); each batch's labels are dropped to "no label" with probability
+    ``config.label_dropout`` (classifier-free guidance training).
+
     Seeded by ``config.seed`` (weights are not re-initialised: seed before building the model).
     The learning rate decays by cosine annealing to 10% over the run.
     """
     config = config or ToyTrainConfig()
     if data.ndim < 2 or data.shape[0] < 1:
         raise ValueError(f"data must have shape (N, ...) with N >= 1, got {tuple(data.shape)}.")
+    if labels is not None:
+        if getattr(model, "null_label", None) is None:
+            raise ValueError("labels were given but the model is unconditional (no null_label).")
+        if labels.shape != (data.shape[0],):
+            raise ValueError(
+                f"labels must have shape ({data.shape[0]},), got {tuple(labels.shape)}."
+            )
     g = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     # A 2-D MLP is so small that splitting each matrix product across threads costs more than
@@ -241,7 +338,9 @@ def train_toy_steps(
     )
     model.train()
     try:
-        yield from _train_loop(model, data, schedule, config, g, optimizer, scheduler, progress)
+        yield from _train_loop(
+            model, data, labels, schedule, config, g, optimizer, scheduler, progress
+        )
     finally:
         torch.set_num_threads(threads)
         model.eval()
@@ -250,6 +349,7 @@ def train_toy_steps(
 def _train_loop(
     model: nn.Module,
     data: torch.Tensor,
+    labels: torch.Tensor | None,
     schedule: NoiseSchedule,
     config: ToyTrainConfig,
     g: torch.Generator,
@@ -260,10 +360,10 @@ def _train_loop(
     for step in tqdm(range(config.steps), desc="training the 2-D toy", disable=not progress):
         idx = torch.randint(0, data.shape[0], (config.batch_size,), generator=g)
         x0 = data[idx]  # (B, 2) points or (B, C, H, W) images
-        t = torch.randint(1, schedule.T + 1, (config.batch_size,), generator=g)  # 1..T
-        eps = torch.randn(x0.shape, generator=g).to(x0)
-        x_t = q_sample(x0, t, schedule, eps)
-        loss = F.mse_loss(model(x_t, t.to(x0.device)), eps)
+        y = None
+        if labels is not None:  # the "prompt", sometimes replaced by "no label"
+            y = drop_labels(labels[idx], model.null_label, config.label_dropout, g)
+        loss = diffusion_loss(model, x0, schedule, labels=y, generator=g)  # Algorithm 1
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -277,9 +377,10 @@ def train_toy(
     schedule: NoiseSchedule,
     config: ToyTrainConfig | None = None,
     progress: bool = True,
+    labels: torch.Tensor | None = None,
 ) -> list[float]:
     """Run :func:`train_toy_steps` to the end and return the loss of every step."""
-    return [r.loss for r in train_toy_steps(model, data, schedule, config, progress)]
+    return [r.loss for r in train_toy_steps(model, data, schedule, config, progress, labels)]
 
 
 # ----------------------------------------------------------------------------- scores
@@ -342,3 +443,206 @@ def nearest_data_distance(samples: torch.Tensor, data: torch.Tensor) -> float:
     cover all of it.
     """
     return torch.cdist(samples.float(), data.float()).min(dim=1).values.mean().item()
+
+
+# ----------------------------------------------------------------------------- sampling
+def sample_points(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    n: int | None = None,
+    labels: Sequence[int] | torch.Tensor | None = None,
+    guidance: float = 1.0,
+    seed: int | None = 0,
+) -> torch.Tensor:
+    """DDPM samples ``(n, 2)`` from a 2-D toy model, *not* clipped to [-1, 1].
+
+    :func:`diffusion_edu.sample` with ``shape=(2,)`` and ``clip_x0=False``; it clamps its
+    returned images to the pixel range [-1, 1], which would pin points that lie outside that
+    box to its edges, so we take the last state of the trajectory instead.
+    """
+    trajectory = sample(
+        model, schedule, n=n, labels=labels, guidance=guidance, seed=seed, shape=(2,),
+        clip_x0=False, progress=False, return_trajectory=True,
+    )  # fmt: skip
+    return trajectory.xs[-1]
+
+
+# ----------------------------------------------------------------------------- hyperparameters
+@dataclass(frozen=True)
+class ToyRunResult:
+    """One seeded run of :func:`train_and_sample_toy`: its settings and what came out.
+
+    Attributes:
+        lr, batch_size, schedule, T, steps: the hyperparameters of the run.
+        losses: the loss of every training step.
+        samples: ``(n_samples, 2)`` points drawn with DDPM sampling after training.
+        distance: :func:`nearest_data_distance` of the samples to the training data (lower is
+            better; ``inf`` if sampling blew up to NaN/inf).
+        seconds: wall-clock time of the training run.
+    """
+
+    lr: float
+    batch_size: int
+    schedule: str
+    T: int
+    steps: int
+    losses: tuple[float, ...]
+    samples: torch.Tensor
+    distance: float
+    seconds: float
+
+    @property
+    def label(self) -> str:
+        """A short description for a plot title, e.g. ``"lr=1e-02, batch=256"``."""
+        return f"lr={self.lr:.0e}, batch={self.batch_size}"
+
+
+@dataclass(frozen=True)
+class HyperparameterSweep:
+    """The results of :func:`hyperparameter_sweep`, one per (lr, batch_size), lr-major order."""
+
+    lrs: tuple[float, ...]
+    batch_sizes: tuple[int, ...]
+    results: tuple[ToyRunResult, ...]
+
+    def get(self, lr: float, batch_size: int) -> ToyRunResult:
+        """The run with this learning rate and batch size."""
+        for r in self.results:
+            if math.isclose(r.lr, lr) and r.batch_size == batch_size:
+                return r
+        raise KeyError(f"no run with lr={lr} and batch_size={batch_size} in this sweep.")
+
+
+def _make_schedule(name: str, T: int) -> NoiseSchedule:
+    if name == "cosine":
+        return NoiseSchedule.cosine(T=T)
+    if name == "linear":
+        # Ho et al.'s betas 1e-4..0.02 were chosen for T = 1000; scale them so that a short
+        # chain still ends in noise (beta_T * T = 20, as in DDPM).
+        scale = 1000 / T
+        return NoiseSchedule.linear(
+            T=T, beta_start=min(1e-4 * scale, 0.1), beta_end=min(0.02 * scale, 0.9)
+        )
+    raise ValueError(f"schedule must be 'linear' or 'cosine', got {name!r}.")
+
+
+def train_and_sample_toy(
+    data: torch.Tensor,
+    *,
+    lr: float = 1e-2,
+    batch_size: int = 256,
+    schedule: ToyScheduleName = "cosine",
+    T: int = 100,
+    steps: int = 500,
+    n_samples: int = 500,
+    seed: int = 0,
+    model_config: ToyMLPConfig | None = None,
+) -> ToyRunResult:
+    """Train a fresh :class:`ToyNoisePredictor` on ``data``, sample from it, and measure.
+
+    Everything is seeded by ``seed`` (weights, batches, noise, sampling), so two calls with
+    the same arguments give the same result and two settings differ only by their settings.
+    The model has ``T`` steps of the named ``schedule`` (a linear one is rescaled so that its
+    betas suit a chain of T steps; see :meth:`NoiseSchedule.linear`).
+    """
+    noise_schedule = _make_schedule(schedule, T)
+    torch.manual_seed(seed)
+    config = model_config or ToyMLPConfig()
+    model = ToyNoisePredictor(ToyMLPConfig(**{**config.__dict__, "T": T}))
+    start = time.perf_counter()
+    train_config = ToyTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    losses = train_toy(model, data, noise_schedule, train_config, progress=False)
+    seconds = time.perf_counter() - start
+    samples = sample_points(model, noise_schedule, n=n_samples, seed=seed)
+    finite = bool(torch.isfinite(samples).all())
+    distance = nearest_data_distance(samples, data) if finite else math.inf
+    return ToyRunResult(
+        lr=lr,
+        batch_size=batch_size,
+        schedule=schedule,
+        T=T,
+        steps=steps,
+        losses=tuple(losses),
+        samples=samples,
+        distance=distance,
+        seconds=seconds,
+    )
+
+
+def hyperparameter_sweep(
+    data: torch.Tensor,
+    lrs: Sequence[float] = (1e-4, 1e-2, 3e-1),
+    batch_sizes: Sequence[int] = (16, 256),
+    *,
+    steps: int = 300,
+    schedule: ToyScheduleName = "cosine",
+    T: int = 100,
+    n_samples: int = 500,
+    seed: int = 0,
+) -> HyperparameterSweep:
+    """:func:`train_and_sample_toy` for every (learning rate, batch size) pair, same seed.
+
+    A grid search, the simplest way to choose hyperparameters: every run starts from the same
+    initial weights and sees the same random numbers, so only the setting differs.
+    """
+    if not lrs or not batch_sizes:
+        raise ValueError("give at least one learning rate and one batch size.")
+    results = tuple(
+        train_and_sample_toy(
+            data,
+            lr=lr,
+            batch_size=bs,
+            schedule=schedule,
+            T=T,
+            steps=steps,
+            n_samples=n_samples,
+            seed=seed,
+        )
+        for lr in lrs
+        for bs in batch_sizes
+    )
+    return HyperparameterSweep(tuple(lrs), tuple(batch_sizes), results)
+
+
+# ----------------------------------------------------------------------------- data quality
+def add_outliers(
+    data: torch.Tensor, fraction: float = 0.3, lim: float = 1.5, seed: int = 0
+) -> torch.Tensor:
+    """A copy of ``data`` with a ``fraction`` of its points replaced by uniform junk.
+
+    The replaced points are drawn uniformly in ``[-lim, lim]^2``: "bad data", such as
+    mislabelled or corrupted examples scraped along with the good ones.
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must lie in [0, 1], got {fraction}.")
+    g = torch.Generator().manual_seed(seed)
+    n_bad = round(fraction * data.shape[0])
+    idx = torch.randperm(data.shape[0], generator=g)[:n_bad]
+    out = data.clone()
+    out[idx] = (2 * torch.rand(n_bad, data.shape[1], generator=g) - 1) * lim
+    return out
+
+
+def fraction_within(samples: torch.Tensor, points: torch.Tensor, radius: float) -> float:
+    """Fraction of ``samples`` within distance ``radius`` of their nearest point in ``points``.
+
+    ``(1/N) sum_i 1[min_j ||s_i - p_j|| < radius]``.
+    """
+    d = torch.cdist(samples.float(), points.float()).min(dim=1).values  # (N,)
+    return (d < radius).float().mean().item()
+
+
+def copy_fraction(
+    samples: torch.Tensor, train: torch.Tensor, fresh: torch.Tensor, percentile: float = 5.0
+) -> float:
+    """Memorisation test: fraction of samples closer to the training set than fresh data is.
+
+    tau = the ``percentile``-th percentile of the distances from *fresh* points (drawn from
+    the same distribution, never trained on) to their nearest training point; the result is
+    ``fraction_within(samples, train, tau)``. A model that makes new points gives about
+    percentile/100 (5%); one that copies its training points gives ~100%. The same check as
+    check 1 of :func:`diffusion_edu.metrics.memorisation_report` for MNIST digits.
+    """
+    d_fresh = torch.cdist(fresh.float(), train.float()).min(dim=1).values
+    tau = torch.quantile(d_fresh, percentile / 100.0).item()
+    return fraction_within(samples, train, tau)

@@ -443,7 +443,7 @@ def test_download_fetches_and_verifies_every_file(server, tmp_path):
     target = tmp_path / "mnist"
     folder = download_mnist(target, mirrors=[server.mirror("good")], sha256=checksums)
     assert folder == target
-    assert sorted(p.name for p in target.iterdir()) == sorted(checksums)  # no .part files
+    assert sorted(p.name for p in target.iterdir()) == sorted(checksums)  # no temporary files
     for name, expected in checksums.items():
         assert sha256_of(target / name) == expected
     # A second call finds verified files and fetches nothing.
@@ -475,7 +475,7 @@ def test_download_rejects_a_file_with_the_wrong_checksum(server, tmp_path):
         download_mnist(target, mirrors=[server.mirror("good")], sha256=checksums, progress=False)
     leftovers = [p.name for p in target.iterdir()]
     assert "train-images-idx3-ubyte.gz" not in leftovers
-    assert not [name for name in leftovers if name.endswith(".part")]
+    assert not [name for name in leftovers if name.startswith(".")]  # no temporary files
 
 
 def test_download_replaces_a_bad_local_file_only_with_a_verified_one(server, tmp_path):

@@ -2,27 +2,48 @@
 
 Every function returns a matplotlib Figure (or HTML for animations); the slider widget
 :class:`ScoreFieldExplorer` re-renders one figure in place, like lesson 04's schedule widget.
+Later sections: conditional samples and a guidance slider (:func:`guidance_explorer`), the
+hyperparameter grid (:func:`plot_hyperparameter_sweep`, :func:`plot_sweep_losses`) and its
+train-it-yourself widget (:class:`HyperparameterTrainer`), and data quality
+(:func:`plot_data_quality`).
 """
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from IPython.display import display
 from matplotlib import animation
 from matplotlib.figure import Figure
 from torch import nn
 
 from diffusion_edu.forward import q_sample
 from diffusion_edu.schedules import NoiseSchedule
-from diffusion_edu.toy2d import score_field
+from diffusion_edu.toy2d import (
+    HyperparameterSweep,
+    ToyRunResult,
+    sample_points,
+    score_field,
+    train_and_sample_toy,
+)
 from diffusion_edu.viz.animation import animate_frames
-from diffusion_edu.viz.plots import RED, SLATE, LessonFigure, figure_to_png, square_axes
-from diffusion_edu.viz.widgets import WidgetView
+from diffusion_edu.viz.plots import (
+    AMBER,
+    INK_BLUE,
+    RED,
+    SLATE,
+    TEAL,
+    LessonFigure,
+    figure_to_png,
+    square_axes,
+)
+from diffusion_edu.viz.widgets import LivePlot, WidgetView, log_slider
 
 __all__ = [
     "DATA_COLOUR",
@@ -35,10 +56,19 @@ __all__ = [
     "plot_reverse_snapshots",
     "animate_reverse_2d",
     "plot_samples_vs_data",
+    "CLASS_COLOURS",
+    "plot_conditional_samples",
+    "guidance_explorer",
+    "plot_hyperparameter_sweep",
+    "plot_sweep_losses",
+    "plot_toy_run",
+    "HyperparameterTrainer",
+    "plot_data_quality",
 ]
 
 DATA_COLOUR = SLATE  # grey-blue: the real data, always in the background
 SAMPLE_COLOUR = RED  # red: noisy points / generated samples
+CLASS_COLOURS = (TEAL, AMBER, INK_BLUE)  # class 0, 1, 2 of a labelled data set
 ARROW_CMAP = "viridis"
 LIM = 1.6
 
@@ -256,4 +286,232 @@ def plot_samples_vs_data(
         ax.set_title(name + extra)
         ax.legend(loc="upper right", fontsize=8, frameon=False)
     fig.suptitle("Do the samples land on the data?")
+    return fig
+
+
+# ----------------------------------------------------------------------------- the "prompt"
+def _own_class_fraction(
+    samples: torch.Tensor, label: int, data: torch.Tensor, labels: torch.Tensor
+) -> float:
+    """Fraction of samples whose nearest data point has class ``label``."""
+    nearest = torch.cdist(samples.float(), data.float()).argmin(dim=1)
+    return (labels[nearest] == label).float().mean().item()
+
+
+def plot_conditional_samples(
+    samples_by_label: Mapping[int, torch.Tensor],
+    data: torch.Tensor,
+    labels: torch.Tensor,
+    title: str = "Conditional generation: the label is the prompt",
+) -> Figure:
+    """One panel per requested label: the samples (red) over the data coloured by class.
+
+    Each panel's title gives the fraction of samples whose nearest data point has the
+    requested class.
+    """
+    fig = LessonFigure(figsize=(4.2 * len(samples_by_label), 4.4), layout="constrained")
+    axes = fig.subplots(1, len(samples_by_label), squeeze=False)[0]
+    classes = sorted(int(c) for c in labels.unique())
+    for ax, (label, pts) in zip(axes, samples_by_label.items(), strict=True):
+        for c in classes:
+            mask = labels == c
+            colour = CLASS_COLOURS[c % len(CLASS_COLOURS)]
+            ax.scatter(data[mask, 0], data[mask, 1], s=2, color=colour, alpha=0.35,
+                       label=f"data, class {c}")  # fmt: skip
+        ax.scatter(pts[:, 0], pts[:, 1], s=4, color=SAMPLE_COLOUR, label="samples")
+        _square(ax, 1.5)
+        frac = _own_class_fraction(pts, label, data, labels)
+        ax.set_title(f"prompt: label = {label}\n{frac:.0%} of samples land on class {label}")
+        ax.legend(loc="lower left", fontsize=7, frameon=False, markerscale=3)
+    fig.suptitle(title)
+    return fig
+
+
+def guidance_explorer(
+    model: nn.Module,
+    schedule: NoiseSchedule,
+    data: torch.Tensor,
+    labels: torch.Tensor,
+    n: int = 300,
+    seed: int = 0,
+) -> LivePlot:
+    """A guidance-scale slider (0..5) over class-conditional samples of a 2-D toy model.
+
+    Classifier-free guidance (Ho & Salimans 2022): ``eps = eps_uncond + w (eps_cond -
+    eps_uncond)``. w = 0 ignores the prompt, w = 1 is the plain conditional model, w > 1
+    pushes the samples further towards "what makes this class this class".
+    """
+    classes = sorted(int(c) for c in labels.unique())
+
+    def draw(guidance: float) -> Figure:
+        samples = {
+            c: sample_points(model, schedule, labels=[c] * n, guidance=guidance, seed=seed)
+            for c in classes
+        }
+        return plot_conditional_samples(
+            samples, data, labels, f"Classifier-free guidance, w = {guidance:g}"
+        )
+
+    slider = widgets.FloatSlider(
+        value=1.0, min=0.0, max=5.0, step=0.5, description="guidance w",
+        continuous_update=False, layout=widgets.Layout(width="420px"),
+    )  # fmt: skip
+    return LivePlot(draw, {"guidance": slider})
+
+
+# ----------------------------------------------------------------------------- hyperparameters
+def _run_title(run: ToyRunResult) -> str:
+    d = "diverged" if not math.isfinite(run.distance) else f"{run.distance:.3f}"
+    return f"{run.label}\ndistance to data: {d}"
+
+
+def plot_hyperparameter_sweep(sweep: HyperparameterSweep, data: torch.Tensor) -> Figure:
+    """The samples of every run of a sweep on a grid: rows = learning rates, columns = batch
+    sizes; each title gives the mean distance of the samples to the data (lower is better)."""
+    rows, cols = len(sweep.lrs), len(sweep.batch_sizes)
+    fig = LessonFigure(figsize=(3.4 * cols, 3.5 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, lr in enumerate(sweep.lrs):
+        for j, bs in enumerate(sweep.batch_sizes):
+            run, ax = sweep.get(lr, bs), axes[i][j]
+            ax.scatter(data[:, 0], data[:, 1], s=2, color=DATA_COLOUR, alpha=0.35)
+            pts = run.samples.clamp(-5, 5)  # a diverged run's points are clamped to be seen
+            ax.scatter(pts[:, 0], pts[:, 1], s=3, color=SAMPLE_COLOUR)
+            _square(ax, 2.0)
+            ax.set_title(_run_title(run), fontsize=9)
+    steps = sweep.results[0].steps
+    fig.suptitle(f"Same model, same seed, {steps} steps: only lr (rows) and batch size differ")
+    return fig
+
+
+def plot_sweep_losses(sweep: HyperparameterSweep, window: int = 20) -> Figure:
+    """Loss curves of a sweep: one panel per learning rate, one line per batch size
+    (moving average over ``window`` steps, faint raw curve behind)."""
+    fig = LessonFigure(figsize=(3.6 * len(sweep.lrs), 3.2), layout="constrained")
+    axes = fig.subplots(1, len(sweep.lrs), squeeze=False)[0]
+    colours = (RED, INK_BLUE, TEAL, AMBER)
+    for ax, lr in zip(axes, sweep.lrs, strict=True):
+        for k, bs in enumerate(sweep.batch_sizes):
+            arr = np.asarray(sweep.get(lr, bs).losses, dtype=float)
+            colour = colours[k % len(colours)]
+            ax.plot(arr, color=colour, lw=0.5, alpha=0.35)
+            if len(arr) >= window:
+                smooth = np.convolve(arr, np.ones(window) / window, mode="valid")
+                ax.plot(np.arange(window - 1, len(arr)), smooth, color=colour, lw=1.8,
+                        label=f"batch {bs}")  # fmt: skip
+        ax.axhline(1.0, color="black", ls=":", lw=1)
+        ax.set_yscale("log")
+        ax.set(xlabel="training step", ylabel="loss (log scale)", title=f"lr = {lr:.0e}")
+        ax.legend(frameon=False, fontsize=8)
+    fig.suptitle("Loss curves: a bigger batch averages more examples, so its loss is smoother")
+    return fig
+
+
+def plot_toy_run(run: ToyRunResult, data: torch.Tensor, window: int = 20) -> Figure:
+    """One run of :func:`~diffusion_edu.toy2d.train_and_sample_toy`: loss curve and samples."""
+    fig = LessonFigure(figsize=(9, 3.8), layout="constrained")
+    ax_loss, ax_pts = fig.subplots(1, 2, width_ratios=[1.4, 1])
+    arr = np.asarray(run.losses, dtype=float)
+    ax_loss.plot(arr, color=DATA_COLOUR, lw=0.6, label="per batch")
+    if len(arr) >= window:
+        smooth = np.convolve(arr, np.ones(window) / window, mode="valid")
+        ax_loss.plot(np.arange(window - 1, len(arr)), smooth, color=SAMPLE_COLOUR, lw=2,
+                     label=f"moving average ({window})")  # fmt: skip
+    ax_loss.axhline(1.0, color="black", ls=":", lw=1, label="eps_hat = 0")
+    ax_loss.set_yscale("log")
+    ax_loss.set(xlabel="training step", ylabel="loss (log scale)",
+                title=f"{run.schedule} schedule, T={run.T}, {run.steps} steps "
+                f"({run.seconds:.1f} s)")  # fmt: skip
+    ax_loss.legend(frameon=False, fontsize=8)
+    ax_pts.scatter(data[:, 0], data[:, 1], s=2, color=DATA_COLOUR, alpha=0.35)
+    pts = run.samples.clamp(-5, 5)
+    ax_pts.scatter(pts[:, 0], pts[:, 1], s=3, color=SAMPLE_COLOUR)
+    _square(ax_pts, 2.0)
+    ax_pts.set_title(_run_title(run), fontsize=9)
+    fig.suptitle("Your training run: loss (left) and samples over the data (right)")
+    return fig
+
+
+class HyperparameterTrainer(WidgetView):
+    """Learning rate, batch size, schedule and T controls, and a Train button.
+
+    Pressing Train trains a fresh toy model for ``steps`` steps with those settings (seeded,
+    so the same settings give the same result) and shows :func:`plot_toy_run`. Nothing is
+    trained until the button is pressed (or :meth:`train` is called).
+    """
+
+    def __init__(
+        self, data: torch.Tensor, steps: int = 600, n_samples: int = 500, seed: int = 0
+    ) -> None:
+        self.data, self.steps, self.n_samples, self.seed = data, steps, n_samples, seed
+        self.last_run: ToyRunResult | None = None
+        style = {"description_width": "90px"}
+        self.lr = log_slider("learning rate", 1e-2, -5, 0, step=0.25, readout_format=".0e",
+                             style=style)  # fmt: skip
+        self.batch_size = widgets.Dropdown(options=[4, 16, 64, 256, 1024], value=256,
+                                           description="batch size", style=style)  # fmt: skip
+        self.schedule = widgets.Dropdown(options=["cosine", "linear"], value="cosine",
+                                         description="schedule", style=style)  # fmt: skip
+        self.T = widgets.Dropdown(options=[25, 50, 100, 200], value=100, description="T",
+                                  style=style)  # fmt: skip
+        self.button = widgets.Button(description=f"Train ({steps} steps)", button_style="primary")
+        self.button.on_click(lambda _: self.train())
+        self.status = widgets.Label("Choose settings and press Train.")
+        self.output = widgets.Output()
+        self.widget = widgets.VBox([
+            widgets.HBox([self.lr, self.batch_size]),
+            widgets.HBox([self.schedule, self.T]),
+            widgets.HBox([self.button, self.status]),
+            self.output,
+        ])  # fmt: skip
+
+    def train(self) -> ToyRunResult:
+        """Train with the controls' current values, show the result, and return it."""
+        self.status.value = "training..."
+        run = train_and_sample_toy(
+            self.data, lr=self.lr.value, batch_size=self.batch_size.value,
+            schedule=self.schedule.value, T=self.T.value, steps=self.steps,
+            n_samples=self.n_samples, seed=self.seed,
+        )  # fmt: skip
+        self.last_run = run
+        fig = plot_toy_run(run, self.data)
+        with self.output:
+            self.output.clear_output(wait=True)
+            display(fig)
+        d = "diverged" if not math.isfinite(run.distance) else f"{run.distance:.3f}"
+        self.status.value = f"done in {run.seconds:.1f} s; distance to data {d}"
+        return run
+
+
+# ----------------------------------------------------------------------------- data quality
+def plot_data_quality(
+    train_sets: Mapping[str, torch.Tensor],
+    samples: Mapping[str, torch.Tensor],
+    notes: Mapping[str, str] | None = None,
+    lim: float = 1.6,
+) -> Figure:
+    """Top row: what each model was trained on; bottom row: what it generates.
+
+    ``train_sets`` and ``samples`` share their keys (the panel names); ``notes`` adds a line
+    (e.g. a measurement) under each bottom title.
+    """
+    names = list(train_sets)
+    fig = LessonFigure(figsize=(3.6 * len(names), 7.4), layout="constrained")
+    axes = fig.subplots(2, len(names), squeeze=False)
+    for j, name in enumerate(names):
+        train = train_sets[name]
+        big = train.shape[0] <= 50  # a tiny data set: draw its points large
+        axes[0][j].scatter(train[:, 0], train[:, 1], s=40 if big else 2, color=INK_BLUE)
+        axes[0][j].set_title(f"trained on: {name}\n({train.shape[0]} points)", fontsize=10)
+        pts = samples[name]
+        axes[1][j].scatter(pts[:, 0], pts[:, 1], s=3, color=SAMPLE_COLOUR, alpha=0.6)
+        if big:
+            axes[1][j].scatter(train[:, 0], train[:, 1], s=60, facecolors="none",
+                               edgecolors=INK_BLUE, lw=1.2, label="training points")  # fmt: skip
+            axes[1][j].legend(loc="lower left", fontsize=8, frameon=False)
+        note = f"\n{notes[name]}" if notes and name in notes else ""
+        axes[1][j].set_title(f"generated ({pts.shape[0]} samples){note}", fontsize=10)
+        for ax in (axes[0][j], axes[1][j]):
+            _square(ax, lim)
+    fig.suptitle("Garbage in, garbage out; too little data and the model copies it")
     return fig

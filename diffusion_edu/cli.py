@@ -1,0 +1,633 @@
+"""The command line: ``python -m diffusion_edu train ...`` and ``... sample ...``.
+
+Train a class-conditional digit generator on the bundled digits, then draw a grid of samples::
+
+    python -m diffusion_edu train --out runs/mnist --steps 3000 --schedule cosine
+    python -m diffusion_edu sample --checkpoint runs/mnist/checkpoint.pt --guidance 2 \\
+        --out runs/mnist/samples.png
+
+``train`` also runs on several processes/GPUs with DistributedDataParallel::
+
+    torchrun --standalone --nproc_per_node=2 -m diffusion_edu train --out runs/ddp --steps 1000
+
+Mistakes in the arguments, missing or damaged files and unwritable folders end with exit
+code 2 and one line saying what is wrong and how to fix it (no traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import torch
+
+from diffusion_edu.checkpoints import CheckpointError, atomic_write, load_checkpoint
+from diffusion_edu.data import data_dir, find_idx_files, load_bundled_mnist, load_mnist
+from diffusion_edu.device import pick_device
+from diffusion_edu.models.unet import UNet, UNetConfig, count_parameters
+from diffusion_edu.samplers import sample
+from diffusion_edu.schedules import NoiseSchedule, make_schedule
+from diffusion_edu.training import TrainConfig, Trainer, TrainingDivergedError
+
+__all__ = ["main", "MODEL_SIZES", "build_parser"]
+
+#: Model presets for ``--model-size`` (the number of classes is added for the data set).
+MODEL_SIZES: dict[str, UNetConfig] = {
+    # ~32k parameters: for tests and smoke runs only (it learns blobs, not digits).
+    "tiny": UNetConfig(
+        base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention=False, groups=4
+    ),
+    # ~0.2M parameters: rough digits in a few CPU minutes.
+    "small": UNetConfig(base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1),
+    # ~1.27M parameters: the course's default U-Net.
+    "default": UNetConfig(),
+    # ~5M parameters: for a GPU.
+    "large": UNetConfig(base_channels=64),
+}
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOSS_LOG_NAME = "losses.csv"
+RUN_INFO_NAME = "run.json"
+
+
+class CliError(Exception):
+    """A user mistake: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line (what is wrong, and where to look) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}. See: {self.prog} --help\n")
+
+
+# ----------------------------------------------------------------------------- arguments
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _label_list(text: str) -> list[int]:
+    try:
+        labels = [int(part) for part in text.replace(" ", "").split(",") if part != ""]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated class ids like 0,1,2, got {text!r}"
+        ) from None
+    if not labels:
+        raise argparse.ArgumentTypeError("expected at least one class id, e.g. 3 or 0,1,2")
+    return labels
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m diffusion_edu`` parser with its ``train`` and ``sample`` commands."""
+    parser = _Parser(
+        prog="python -m diffusion_edu",
+        description="Train a diffusion model on digits, or sample images from a checkpoint.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{train,sample}", parser_class=_Parser)
+    commands.required = True
+
+    train = commands.add_parser(
+        "train",
+        help="train a noise-prediction U-Net (DDPM Algorithm 1); works under torchrun",
+        description="Train a noise-prediction U-Net with DDPM's loss (Algorithm 1), AdamW, "
+        "warm-up + cosine learning rate, gradient clipping, EMA and label dropout. Writes "
+        "OUT/checkpoint.pt (every --checkpoint-every steps and at the end, atomically), "
+        "OUT/losses.csv and OUT/run.json. Under torchrun --nproc_per_node=N it trains with "
+        "DistributedDataParallel (NCCL on GPUs, gloo on CPUs).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    data = train.add_argument_group("data")
+    data.add_argument(
+        "--dataset",
+        choices=("bundled", "mnist", "fashion"),
+        default="bundled",
+        help="bundled: the 4,500 training digits shipped with the course (offline); mnist: the "
+        "full MNIST IDX files in --data-dir; fashion: Fashion-MNIST IDX files in --data-dir "
+        "(or Debian's dataset-fashion-mnist package)",
+    )
+    data.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="folder with the IDX files for --dataset mnist/fashion (default: data/mnist or "
+        "data/fashion-mnist in the repository)",
+    )
+    data.add_argument(
+        "--augment", action="store_true", help="random 2-pixel shifts and 10-degree rotations"
+    )
+    length = train.add_argument_group("length (give one; default 2000 steps)")
+    exclusive = length.add_mutually_exclusive_group()
+    exclusive.add_argument(
+        "--steps", type=_positive_int, default=None, help="optimiser steps in total"
+    )
+    exclusive.add_argument(
+        "--epochs", type=_positive_float, default=None, help="passes over the training set"
+    )
+    hyper = train.add_argument_group(
+        "hyper-parameters (ignored with --resume: the checkpoint's are used)"
+    )
+    defaults = TrainConfig()
+    hyper.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size,
+                       help="images per optimiser step (over all processes)")  # fmt: skip
+    hyper.add_argument("--lr", type=_positive_float, default=defaults.lr,
+                       help="peak learning rate of AdamW")  # fmt: skip
+    hyper.add_argument("--min-lr", type=_nonneg_float, default=defaults.min_lr,
+                       help="learning rate at the end of the cosine decay")  # fmt: skip
+    hyper.add_argument("--warmup-steps", type=_nonneg_int, default=defaults.warmup_steps,
+                       help="linear learning-rate warm-up steps")  # fmt: skip
+    hyper.add_argument("--weight-decay", type=_nonneg_float, default=defaults.weight_decay,
+                       help="AdamW weight decay")  # fmt: skip
+    hyper.add_argument("--grad-clip", type=_nonneg_float, default=defaults.grad_clip,
+                       help="clip the gradient norm to this (0 = off)")  # fmt: skip
+    hyper.add_argument("--ema-decay", type=_fraction, default=defaults.ema_decay,
+                       help="decay of the EMA of the weights (the EMA model samples)")  # fmt: skip
+    hyper.add_argument("--label-dropout", type=_fraction, default=defaults.label_dropout,
+                       help="fraction of labels replaced by 'no label' (classifier-free "
+                       "guidance)")  # fmt: skip
+    hyper.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default=defaults.precision,
+        help="auto: bf16 autocast on CUDA and on CPUs with native bf16, else fp32",
+    )
+    model = train.add_argument_group("model and noise schedule")
+    model.add_argument(
+        "--model-size",
+        choices=tuple(MODEL_SIZES),
+        default="default",
+        help="U-Net preset: tiny ~32k parameters (tests), small ~0.2M, default ~1.27M, large ~5M",
+    )
+    model.add_argument(
+        "--unconditional", action="store_true", help="ignore the labels (no class conditioning)"
+    )
+    model.add_argument(
+        "--schedule",
+        choices=("linear", "cosine", "sigmoid"),
+        default="linear",
+        help="noise schedule: linear (DDPM), cosine (Nichol & Dhariwal), sigmoid (Chen)",
+    )
+    model.add_argument(
+        "--timesteps", type=_positive_int, default=1000, help="T, the number of noise levels"
+    )
+    run = train.add_argument_group("run")
+    run.add_argument(
+        "--out", type=Path, default=Path("runs/mnist"), help="output folder (created if needed)"
+    )
+    run.add_argument(
+        "--resume",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="CHECKPOINT",
+        help="continue from a checkpoint (default: OUT/checkpoint.pt) up to --steps/--epochs",
+    )
+    run.add_argument("--checkpoint-every", type=_positive_int, default=500,
+                     help="write OUT/checkpoint.pt every this many steps")  # fmt: skip
+    run.add_argument("--seed", type=int, default=0,
+                     help="seeds the initial weights, batches, timesteps and noise")  # fmt: skip
+    run.add_argument("--device", default=None,
+                     help="cpu, cuda, cuda:1, mps (default: CUDA, then MPS, then CPU)")  # fmt: skip
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--weights-hash",
+        action="store_true",
+        help="debugging: every process writes the SHA-256 of its final weights to "
+        "OUT/weights_rank<R>.sha256 (under DDP they must all be equal) and of its data shard "
+        "to OUT/data_rank<R>.sha256 (they must differ)",
+    )
+
+    samp = commands.add_parser(
+        "sample",
+        help="draw images from a trained checkpoint and save them as a PNG grid",
+        description="Draw images from a checkpoint written by 'train' (with its EMA weights) "
+        "and save them as one PNG grid. For a class-conditional model the default grid has "
+        "one row per class.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    samp.add_argument("--checkpoint", type=Path, required=True,
+                      help="checkpoint file written by train (OUT/checkpoint.pt)")  # fmt: skip
+    samp.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG file to write")
+    what = samp.add_argument_group("what to draw")
+    what.add_argument("--labels", type=_label_list, default=None,
+                      help="comma-separated class ids, one image each, e.g. 0,1,2,3")  # fmt: skip
+    what.add_argument("--n", type=_positive_int, default=None,
+                      help="number of images (a conditional model cycles through the "
+                      "classes); default: --per-class images of every class, or 64")  # fmt: skip
+    what.add_argument("--per-class", type=_positive_int, default=10,
+                      help="images per class when neither --labels nor --n is given")  # fmt: skip
+    what.add_argument("--zoom", type=_positive_int, default=1,
+                      help="enlarge the PNG by this whole factor (nearest neighbour)")  # fmt: skip
+    what.add_argument("--nrow", type=_positive_int, default=None,
+                      help="images per grid row (default: --per-class, or square)")  # fmt: skip
+    how = samp.add_argument_group("sampler")
+    how.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim",
+                     help="ddpm: all T steps (Algorithm 2); ddim: --steps steps")  # fmt: skip
+    how.add_argument("--steps", type=_positive_int, default=None,
+                     help="DDIM steps (default 50; DDPM always takes T)")  # fmt: skip
+    how.add_argument("--eta", type=_nonneg_float, default=0.0,
+                     help="DDIM noise: 0 deterministic, 1 DDPM-like")  # fmt: skip
+    how.add_argument("--guidance", type=_finite_float, default=1.0,
+                     help="classifier-free guidance scale (1 = plain conditional)")  # fmt: skip
+    how.add_argument("--seed", type=int, default=0, help="same seed, same images")
+    how.add_argument("--device", default=None, help="cpu, cuda, mps (default: automatic)")
+    how.add_argument("--no-ema", action="store_true",
+                     help="use the raw last-step weights instead of the EMA weights")  # fmt: skip
+    how.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+# ----------------------------------------------------------------------------- helpers
+def _check_writable_folder(folder: Path, what: str) -> None:
+    """Create ``folder`` and prove a file can be written there, or raise CliError."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as error:
+        reason = error.strerror or type(error).__name__
+        raise CliError(
+            f"cannot write to the {what} {folder} ({reason}); choose another folder with --out"
+        ) from None
+
+
+def _device(text: str | None) -> torch.device:
+    try:
+        return pick_device(text)
+    except (RuntimeError, ValueError) as error:
+        raise CliError(f"--device {text}: {error}") from None
+
+
+def _load_training_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """(images in [-1, 1], labels, one-line description) for --dataset/--data-dir."""
+    if args.dataset == "bundled":
+        if args.data_dir is not None:
+            raise CliError("--data-dir is for --dataset mnist or fashion; bundled needs none")
+        try:
+            images_u8, labels_u8 = load_bundled_mnist("train")
+        except FileNotFoundError as error:
+            raise CliError(str(error)) from None
+        images = torch.from_numpy(images_u8).float().div(127.5).sub(1.0).unsqueeze(1)
+        labels = torch.from_numpy(labels_u8.astype("int64"))  # (N,)
+        return images, labels, f"bundled MNIST: {len(labels):,} training digits"
+    dataset = "mnist" if args.dataset == "mnist" else "fashion"
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise CliError(f"--data-dir {args.data_dir} is not a folder; give the folder of IDX files")
+    if dataset == "mnist":
+        root = args.data_dir
+        folder = root if root is not None else data_dir() / "mnist"
+        try:
+            found = find_idx_files(folder, "train")
+        except FileNotFoundError as error:
+            raise CliError(str(error)) from None
+        if found is None:
+            raise CliError(
+                f"no MNIST training IDX files (train-images-idx3-ubyte[.gz], "
+                f"train-labels-idx1-ubyte[.gz]) in {folder}; copy them there, pass --data-dir, "
+                "or use --dataset bundled"
+            )
+    try:
+        data = load_mnist("train", dataset=dataset, root=args.data_dir, verbose=False)
+    except (FileNotFoundError, ValueError) as error:
+        raise CliError(str(error).splitlines()[0]) from None
+    return data.images, data.labels, data.description
+
+
+def _schedule(name: str, T: int) -> NoiseSchedule:
+    return make_schedule(name, T=T)  # type: ignore[arg-type]
+
+
+def _weights_sha256(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda file: file.write(text.encode()))
+
+
+def _write_loss_log(path: Path, history: dict[str, list[float]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    keys = list(history)
+    writer.writerow(keys)
+    for row in zip(*(history[k] for k in keys), strict=True):
+        writer.writerow([int(row[0])] + [f"{v:.6g}" for v in row[1:]])
+    _write_text(path, buffer.getvalue())
+
+
+def _say(rank: int, *parts: Any) -> None:
+    if rank == 0:
+        print(*parts, flush=True)
+
+
+# ----------------------------------------------------------------------------- train
+def _init_distributed(device: torch.device) -> tuple[torch.device, int, int]:
+    """Start torch.distributed when launched by torchrun (WORLD_SIZE > 1)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return device, 0, 1
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    else:
+        backend = "gloo"
+    torch.distributed.init_process_group(backend=backend)
+    return device, rank, world_size
+
+
+def _train(args: argparse.Namespace) -> int:
+    device = _device(args.device)
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} is a file; give a folder for the checkpoint and logs")
+    resume_path: Path | None = None
+    if args.resume is not None:
+        resume_path = Path(args.resume) if args.resume else out / CHECKPOINT_NAME
+        if not resume_path.is_file():
+            raise CliError(
+                f"--resume: no checkpoint at {resume_path}; give its path, or drop --resume "
+                "to start afresh"
+            )
+    _check_writable_folder(out, "output folder")
+    images, labels, data_description = _load_training_data(args)
+
+    checkpoint = None
+    if resume_path is not None:
+        try:
+            checkpoint = load_checkpoint(resume_path)
+        except CheckpointError as error:
+            raise CliError(str(error)) from None
+        if checkpoint.train_config is None:
+            raise CliError(f"{resume_path} has no training state (it is a model-only export)")
+        model_config = checkpoint.model_config
+        schedule = checkpoint.schedule
+        config = TrainConfig.from_dict(checkpoint.train_config)
+    else:
+        num_classes = None if args.unconditional else int(labels.max()) + 1
+        model_config = dataclasses.replace(MODEL_SIZES[args.model_size], num_classes=num_classes)
+        schedule = _schedule(args.schedule, args.timesteps)
+        try:
+            config = TrainConfig(
+                batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
+                warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
+                grad_clip=args.grad_clip, ema_decay=args.ema_decay,
+                label_dropout=args.label_dropout, seed=args.seed, precision=args.precision,
+                augment=args.augment,
+            )  # fmt: skip
+        except ValueError as error:
+            raise CliError(str(error)) from None
+    if args.epochs is not None:
+        steps = math.ceil(args.epochs * images.shape[0] / config.batch_size)
+    elif args.steps is not None:
+        steps = args.steps
+    else:
+        steps = config.steps if checkpoint is not None else TrainConfig().steps
+    config = dataclasses.replace(config, steps=steps)
+    if model_config.num_classes is None:
+        labels = None
+    elif labels is not None and int(labels.max()) >= model_config.num_classes:
+        raise CliError(
+            f"the data has labels up to {int(labels.max())} but the checkpoint's model knows "
+            f"{model_config.num_classes} classes; resume with the same --dataset"
+        )
+
+    device, rank, world_size = _init_distributed(device)
+    try:
+        torch.manual_seed(config.seed)  # the same initial weights on every process
+        model = UNet(model_config)
+        try:
+            trainer = Trainer(
+                model, schedule, images, labels, config, device,
+                verbose=False, progress=not args.no_progress,
+            )  # fmt: skip
+        except ValueError as error:
+            raise CliError(str(error)) from None
+        if checkpoint is not None:
+            trainer.load_state(checkpoint)
+            _say(rank, f"Resuming from {resume_path} at step {trainer.step:,} (model, schedule "
+                       "and hyper-parameters come from the checkpoint).")  # fmt: skip
+        _say(rank, trainer.describe())
+        _say(rank, f"Data: {data_description}. Model: {count_parameters(model):,} parameters, "
+                   f"{schedule!r}. Output: {out}/")  # fmt: skip
+        if trainer.step >= config.steps:
+            _say(rank, f"Already at step {trainer.step:,} >= --steps {config.steps:,}: "
+                       "nothing to do (raise --steps to train longer).")  # fmt: skip
+
+        run_info = {
+            "data": data_description,
+            "model_config": dataclasses.asdict(model_config),
+            "parameters": count_parameters(model),
+            "schedule": schedule.name,
+            "T": schedule.T,
+            "train_config": config.to_dict(),
+            "device": str(device),
+            "precision": str(trainer.amp_dtype or torch.float32).replace("torch.", ""),
+            "world_size": world_size,
+        }
+
+        def save() -> None:
+            trainer.save(out / CHECKPOINT_NAME)  # collective under DDP; rank 0 writes
+            if rank == 0:
+                _write_loss_log(out / LOSS_LOG_NAME, trainer.history)
+                info = {**run_info, "step": trainer.step, "seconds": round(seconds, 1)}
+                if trainer.history["loss"]:
+                    info["last_loss"] = trainer.history["loss"][-1]
+                _write_text(out / RUN_INFO_NAME, json.dumps(info, indent=2) + "\n")
+
+        seconds = 0.0
+        start = time.perf_counter()
+        try:
+            for record in trainer.run():
+                seconds = time.perf_counter() - start
+                if record.step % args.checkpoint_every == 0 and record.step < config.steps:
+                    save()
+        except TrainingDivergedError as error:
+            print(f"python -m diffusion_edu train: {error}", file=sys.stderr)
+            return 1
+        seconds = time.perf_counter() - start
+        save()
+        if args.weights_hash:
+            _write_text(out / f"weights_rank{rank}.sha256", _weights_sha256(trainer.model) + "\n")
+            shard = hashlib.sha256(trainer.images.cpu().numpy().tobytes()).hexdigest()
+            _write_text(out / f"data_rank{rank}.sha256", shard + "\n")
+        _say(rank, f"Done: {trainer.step:,} steps in {seconds / 60:.1f} min. Checkpoint: "
+                   f"{out / CHECKPOINT_NAME}, loss log: {out / LOSS_LOG_NAME}.")  # fmt: skip
+        _say(rank, f"Draw samples: python -m diffusion_edu sample --checkpoint "
+                   f"{out / CHECKPOINT_NAME} --guidance 2 --out {out / 'samples.png'}")  # fmt: skip
+        return 0
+    finally:
+        if world_size > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+# ----------------------------------------------------------------------------- sample
+def _sample(args: argparse.Namespace) -> int:
+    device = _device(args.device)
+    out: Path = args.out
+    if out.suffix.lower() != ".png":
+        raise CliError(f"--out {out} must end in .png (the grid is written as a PNG image)")
+    if out.is_dir():
+        raise CliError(f"--out {out} is a folder; give a file name such as {out / 'samples.png'}")
+    try:
+        checkpoint = load_checkpoint(args.checkpoint)
+    except FileNotFoundError as error:
+        raise CliError(str(error)) from None
+    except CheckpointError as error:
+        raise CliError(str(error)) from None
+    _check_writable_folder(out.parent if str(out.parent) else Path("."), "folder of --out")
+    num_classes = checkpoint.model_config.num_classes
+
+    labels: list[int] | None
+    nrow = args.nrow
+    if args.labels is not None:
+        if num_classes is None:
+            raise CliError("--labels: this checkpoint's model is unconditional; use --n instead")
+        bad = [label for label in args.labels if not 0 <= label < num_classes]
+        if bad:
+            raise CliError(f"--labels: class ids must lie in 0..{num_classes - 1}, got {bad}")
+        if args.n is not None and args.n != len(args.labels):
+            raise CliError("give either --labels or --n, not both")
+        labels = args.labels
+    elif num_classes is not None:
+        if args.n is not None:
+            labels = [i % num_classes for i in range(args.n)]
+        else:
+            labels = [c for c in range(num_classes) for _ in range(args.per_class)]
+            nrow = nrow or args.per_class
+    else:
+        labels = None
+    n = len(labels) if labels is not None else (args.n or 64)
+    nrow = nrow or math.ceil(math.sqrt(n))
+    if args.guidance != 1.0 and labels is None:
+        raise CliError("--guidance needs a class-conditional model; use --guidance 1")
+    if args.sampler == "ddpm" and args.steps not in (None, checkpoint.schedule.T):
+        raise CliError(
+            f"--sampler ddpm always takes T={checkpoint.schedule.T} steps; for fewer use "
+            "--sampler ddim --steps N (--eta 1 for DDPM-like noise)"
+        )
+    if args.steps is not None and args.steps > checkpoint.schedule.T:
+        raise CliError(f"--steps must be at most T={checkpoint.schedule.T}")
+
+    model = checkpoint.build_model(ema=not args.no_ema, device=device)
+    weights = "raw" if args.no_ema or checkpoint.ema_state is None else "EMA"
+    steps = checkpoint.schedule.T if args.sampler == "ddpm" else (args.steps or 50)
+    print(f"Sampling {n} images from {args.checkpoint} (step {checkpoint.step:,}, {weights} "
+          f"weights) on {device}: {args.sampler.upper()}-{steps}, guidance {args.guidance:g}, "
+          f"seed {args.seed}.", flush=True)  # fmt: skip
+    start = time.perf_counter()
+    images = sample(
+        model, checkpoint.schedule, n=None if labels is not None else n, labels=labels,
+        sampler=args.sampler, steps=args.steps, eta=args.eta, guidance=args.guidance,
+        seed=args.seed, device=device, progress=not args.no_progress,
+    )  # fmt: skip
+    seconds = time.perf_counter() - start
+
+    # Plotting lives on top of the core: imported here, only by the command that draws.
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from diffusion_edu.viz.plots import make_grid
+
+    grid = make_grid(images, nrow=nrow)  # (H, W) in [0, 1]
+    grid = grid.repeat(args.zoom, axis=0).repeat(args.zoom, axis=1)  # each pixel -> zoom x zoom
+    try:
+        atomic_write(out, lambda file: plt.imsave(file, grid, cmap="gray", vmin=0, vmax=1,
+                                                  format="png"))  # fmt: skip
+    except OSError as error:
+        raise CliError(f"cannot write {out} ({error.strerror}); choose another --out") from None
+    print(f"Wrote {out} ({n} images, {seconds:.1f} s, {seconds / n:.3f} s per image).")
+    return 0
+
+
+# ----------------------------------------------------------------------------- entry point
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (0 ok, 1 training diverged, 2 user error)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args)
+        return _sample(args)
+    except CliError as error:
+        print(f"python -m diffusion_edu {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; the last checkpoint written is intact.", file=sys.stderr)
+        return 130

@@ -1,0 +1,241 @@
+"""The command line: train a tiny model, sample from it, resume it, and fail clearly."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytest
+import torch
+
+from diffusion_edu.checkpoints import load_checkpoint
+from diffusion_edu.cli import build_parser, main
+
+REPO = Path(__file__).resolve().parent.parent
+TINY_ARGS = ["--model-size", "tiny", "--batch-size", "16", "--no-progress", "--device", "cpu",
+             "--precision", "fp32", "--warmup-steps", "2"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared CPU extra OpenMP threads spin
+    and wait on each other (10x slower measured); run these tests single-threaded."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m diffusion_edu ...`` in a fresh process, as a user would type it."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "diffusion_edu", *args],
+        cwd=REPO, capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+
+
+def error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny model trained for 4 steps (checkpoint every 2) on the bundled digits."""
+    out = tmp_path_factory.mktemp("run")
+    code = main(["train", *TINY_ARGS, "--steps", "4", "--checkpoint-every", "2", "--out",
+                 str(out), "--schedule", "cosine", "--timesteps", "100"])  # fmt: skip
+    assert code == 0
+    return out
+
+
+# ----------------------------------------------------------------------------- help
+def _option_strings(parser: argparse.ArgumentParser, command: str) -> list[str]:
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [
+        opt
+        for action in sub.choices[command]._actions
+        for opt in action.option_strings
+        if opt.startswith("--") and opt != "--help"
+    ]
+
+
+@pytest.mark.parametrize("command", ["train", "sample"])
+def test_help_documents_every_option(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    options = _option_strings(build_parser(), command)
+    assert len(options) > 8
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    for option in options:
+        assert option in text, option
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for action in sub.choices[command]._actions:
+        assert action.help, f"{action.option_strings} has no help text"
+
+
+def test_python_dash_m_entry_point_runs() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "train" in result.stdout and "sample" in result.stdout
+
+
+# ----------------------------------------------------------------------------- train + sample
+def test_train_writes_checkpoint_loss_log_and_run_info(trained: Path) -> None:
+    ckpt = load_checkpoint(trained / "checkpoint.pt")
+    assert ckpt.step == 4 and ckpt.schedule.name == "cosine" and ckpt.schedule.T == 100
+    assert ckpt.model_config.num_classes == 10 and ckpt.ema_state is not None
+    with open(trained / "losses.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert [float(r["loss"]) for r in rows] == pytest.approx(ckpt.history["loss"], rel=1e-5)
+    info = json.loads((trained / "run.json").read_text())
+    assert info["step"] == 4 and info["world_size"] == 1 and info["precision"] == "float32"
+    assert not [p for p in trained.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_sample_writes_a_png_grid_one_row_per_class(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "grid.png"
+    ckpt = str(trained / "checkpoint.pt")
+    code = main(["sample", "--checkpoint", ckpt, "--out", str(out), "--per-class", "2",
+                 "--steps", "3", "--guidance", "2", "--no-progress"])  # fmt: skip
+    assert code == 0
+    image = plt.imread(out)
+    # make_grid: 10 rows x 2 columns of 28x28 images with 2-pixel padding.
+    assert image.shape[:2] == (10 * 30 + 2, 2 * 30 + 2)
+    assert "s per image" in capsys.readouterr().out
+
+
+def test_sample_is_reproducible_with_a_seed(trained: Path, tmp_path: Path) -> None:
+    paths = []
+    for name, seed in (("a", "3"), ("b", "3"), ("c", "4")):
+        paths.append(tmp_path / f"{name}.png")
+        assert main(["sample", "--checkpoint", str(trained / "checkpoint.pt"), "--labels",
+                     "1,2,3", "--sampler", "ddim", "--steps", "3", "--eta", "1", "--seed", seed,
+                     "--out", str(paths[-1]), "--no-progress", "--zoom", "2"]) == 0  # fmt: skip
+    a, b, c = (plt.imread(p) for p in paths)
+    assert (a == b).all() and not (a == c).all()
+    assert a.shape[:2] == (2 * 62, 2 * 62)  # 3 images: a 2 x 2 grid of 30-pixel cells, zoom 2
+    torch.testing.assert_close(a[::2, ::2], a[1::2, 1::2])  # each pixel became a 2 x 2 block
+
+
+def test_resume_continues_to_the_new_total_like_an_uninterrupted_run(tmp_path: Path) -> None:
+    common = [*TINY_ARGS, "--timesteps", "50", "--seed", "5"]
+    assert main(["train", *common, "--steps", "3", "--out", str(tmp_path / "a")]) == 0
+    assert main(["train", *common, "--steps", "5", "--out", str(tmp_path / "a"),
+                 "--resume"]) == 0  # fmt: skip
+    assert main(["train", *common, "--steps", "5", "--out", str(tmp_path / "b")]) == 0
+    resumed = load_checkpoint(tmp_path / "a" / "checkpoint.pt")
+    straight = load_checkpoint(tmp_path / "b" / "checkpoint.pt")
+    assert resumed.step == 5 and len(resumed.history["loss"]) == 5
+    # Not bit-identical by design: the cosine learning rate was planned for 3 steps in the
+    # first run. Same data order and noise, though, so the first 3 steps match exactly.
+    assert resumed.history["loss"][:3] == straight.history["loss"][:3]
+
+
+# ----------------------------------------------------------------------------- failures
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["train", "--steps", "-3"], "--steps: expected a number >= 1"),
+        (["train", "--lr", "fast"], "--lr: expected a number"),
+        (["train", "--schedule", "quadratic"], "invalid choice: 'quadratic'"),
+        (["train", "--steps", "3", "--epochs", "1"], "not allowed with argument"),
+        (["train", "--ema-decay", "1.5"], "--ema-decay: expected a number in [0, 1)"),
+        (["sample"], "--checkpoint"),
+        (["sample", "--checkpoint", "x.pt", "--labels", "1,two"], "comma-separated"),
+        (["fly"], "invalid choice: 'fly'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_clear_line(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    line = error_line(capsys)
+    assert expected in line and "--help" in line
+
+
+def test_missing_checkpoint_exits_2_without_a_traceback(tmp_path: Path) -> None:
+    result = run_cli("sample", "--checkpoint", str(tmp_path / "nope.pt"))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "no such checkpoint file" in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+def test_a_text_file_as_checkpoint_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not weights\n")
+    assert main(["sample", "--checkpoint", str(notes), "--out", str(tmp_path / "s.png")]) == 2
+    assert "not a PyTorch checkpoint file" in error_line(capsys)
+
+
+def test_an_unwritable_output_folder_exits_2(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "a_file"
+    blocker.write_text("I am a file, so nothing can be created under me")
+    assert main(["train", *TINY_ARGS, "--steps", "1", "--out", str(blocker / "run")]) == 2
+    assert "cannot write to the output folder" in error_line(capsys)
+    assert main(["sample", "--checkpoint", str(trained / "checkpoint.pt"),
+                 "--out", str(blocker / "grid.png")]) == 2  # fmt: skip
+    assert "cannot write" in error_line(capsys)
+
+
+def test_sample_argument_mistakes_are_explained(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = str(trained / "checkpoint.pt")
+    png = str(tmp_path / "s.png")
+    cases = [
+        (["--labels", "3,12"], "class ids must lie in 0..9"),
+        (["--sampler", "ddpm", "--steps", "10"], "--sampler ddim --steps"),
+        (["--out", str(tmp_path / "s.jpg")], "must end in .png"),
+    ]
+    for extra, expected in cases:
+        argv = ["sample", "--checkpoint", ckpt, "--out", png, "--no-progress", *extra]
+        assert main(argv) == 2
+        assert expected in error_line(capsys)
+
+
+def test_resume_without_a_checkpoint_and_empty_mnist_folder_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", *TINY_ARGS, "--out", str(tmp_path / "r"), "--resume"]) == 2
+    assert "no checkpoint at" in error_line(capsys)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    argv = ["train", *TINY_ARGS, "--dataset", "mnist", "--data-dir", str(empty), "--out",
+            str(tmp_path / "m")]  # fmt: skip
+    assert main(argv) == 2
+    assert "no MNIST training IDX files" in error_line(capsys)
+
+
+def test_divergence_stops_with_exit_1_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "boom"
+    argv = ["train", *TINY_ARGS, "--steps", "6", "--checkpoint-every", "1", "--lr", "1e6",
+            "--warmup-steps", "0", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "Training stopped at step" in err and "learning rate is too high" in err
+    step = int(err.split("Training stopped at step ")[1].split(":")[0])
+    ckpt = load_checkpoint(out / "checkpoint.pt")  # still a valid file...
+    assert ckpt.step == step - 1  # ...from the last step that was fine
+    assert all(torch.isfinite(v).all() for v in ckpt.model_state.values())
