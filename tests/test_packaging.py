@@ -17,9 +17,8 @@ except ImportError:  # Python 3.10
 
 def _pyproject_pins() -> dict[str, str]:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + [
-        r for extra in project["optional-dependencies"].values() for r in extra
-    ]
+    # The course's environment: runtime + dev. The "bench" extra (diffusers) is for benchmarks.
+    reqs = project["dependencies"] + project["optional-dependencies"]["dev"]
     pins = {}
     for req in reqs:
         name, sep, version = req.partition("==")
@@ -48,6 +47,13 @@ def test_pyproject_and_environment_yml_pin_the_same_versions():
 def test_torch_is_pinned_exactly():
     # An unpinned torch pulls a multi-GB CUDA build; the course is tested with 2.13.0.
     assert _pyproject_pins()["torch"] == "2.13.0"
+
+
+def test_diffusers_is_only_a_pinned_benchmark_extra():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["optional-dependencies"]["bench"] == ["diffusers==0.42.1"]
+    everything_else = project["dependencies"] + project["optional-dependencies"]["dev"]
+    assert not [r for r in everything_else if r.startswith("diffusers")]
 
 
 def test_runtime_dependencies_are_the_small_set():
