@@ -34,7 +34,7 @@ from typing import Any, NoReturn
 import torch
 
 from diffusion_edu.checkpoints import CheckpointError, atomic_write, load_checkpoint
-from diffusion_edu.data import data_dir, find_idx_files, load_bundled_mnist, load_mnist
+from diffusion_edu.data import data_dir, find_idx_files, load_mnist
 from diffusion_edu.device import pick_device
 from diffusion_edu.models.unet import UNet, UNetConfig, count_parameters
 from diffusion_edu.samplers import sample
@@ -332,12 +332,10 @@ def _load_training_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.T
         if args.data_dir is not None:
             raise CliError("--data-dir is for --dataset mnist or fashion; bundled needs none")
         try:
-            images_u8, labels_u8 = load_bundled_mnist("train")
+            data = load_mnist("train", source="bundled", verbose=False)
         except FileNotFoundError as error:
             raise CliError(str(error)) from None
-        images = torch.from_numpy(images_u8).float().div(127.5).sub(1.0).unsqueeze(1)
-        labels = torch.from_numpy(labels_u8.astype("int64"))  # (N,)
-        return images, labels, f"bundled MNIST: {len(labels):,} training digits"
+        return data.images, data.labels, f"bundled MNIST: {len(data.labels):,} training digits"
     dataset = "mnist" if args.dataset == "mnist" else "fashion"
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise CliError(f"--data-dir {args.data_dir} is not a folder; give the folder of IDX files")

@@ -477,6 +477,7 @@ def load_mnist(
     verbose: bool = True,
     mirrors: Sequence[str] | None = None,
     sha256: Mapping[str, str] | None = None,
+    source: Literal["auto", "local", "download", "bundled"] = "auto",
 ) -> MNISTData:
     """Load MNIST (or Fashion-MNIST) from the best place available, and say which.
 
@@ -496,6 +497,8 @@ def load_mnist(
         verbose: print one line saying which data was used.
         mirrors, sha256: passed to :func:`download_mnist` (tests point them at a local
             server).
+        source: ``"auto"`` (default) follows the order above; ``"local"``, ``"download"`` or
+            ``"bundled"`` insists on that one source (``"bundled"`` exists for MNIST only).
 
     Returns:
         :class:`MNISTData`; its ``source`` and ``description`` say which data was used.
@@ -514,23 +517,41 @@ def load_mnist(
     if dataset == "fashion" and root is None:
         folders.append(DEBIAN_FASHION_MNIST_DIR)
 
-    found = next((f for f in folders if find_idx_files(f, canonical) is not None), None)
-    source: DataSource
+    if source not in ("auto", "local", "download", "bundled"):
+        raise ValueError(
+            f"source must be 'auto', 'local', 'download' or 'bundled', got {source!r}."
+        )
+    if source == "bundled" and dataset != "mnist":
+        raise ValueError("only MNIST is bundled: use source='auto' or 'local' for Fashion-MNIST.")
+    if source == "download":
+        download = True
+    found = None
+    if source in ("auto", "local"):
+        found = next((f for f in folders if find_idx_files(f, canonical) is not None), None)
+    if source == "local" and found is None:
+        looked = " or ".join(str(f) for f in folders)
+        raise FileNotFoundError(
+            f"source='local' but there are no {name} {canonical} IDX files in {looked}. "
+            "Copy them there, or use source='auto' to fall back to the bundled digits."
+        )
+    used: DataSource
     if found is not None:
         images, labels = load_idx_folder(found, canonical)
-        source, path = "local", found
+        used, path = "local", found
         where = f"from the IDX files in {found}"
-    elif download:
+    elif download and source != "bundled":
         download_mnist(target, dataset=dataset, mirrors=mirrors, sha256=sha256)
         images, labels = load_idx_folder(target, canonical)
-        source, path = "download", target
+        used, path = "download", target
         where = f"downloaded (SHA-256 verified) into {target}"
     elif dataset == "mnist":
         images, labels = load_bundled_mnist(canonical)
-        source, path = "bundled", _bundled_path()
-        where = (
-            f"from the bundled real digits in {path} (no full MNIST in {target}: copy its "
-            "IDX files there, or pass download=True, for all 70,000)"
+        used, path = "bundled", _bundled_path()
+        where = f"from the bundled real digits in {path}" + (
+            ""
+            if source == "bundled"
+            else f" (no full MNIST in {target}: copy its IDX files there, or pass "
+            "download=True, for all 70,000)"
         )
     else:
         looked = " or ".join(str(f) for f in folders)
@@ -552,7 +573,7 @@ def load_mnist(
         labels=y,
         dataset=dataset,
         split=canonical,
-        source=source,
+        source=used,
         path=path,
         classes=MNIST_CLASSES if dataset == "mnist" else FASHION_MNIST_CLASSES,
         description=description,

@@ -334,6 +334,27 @@ def test_load_mnist_prefers_local_idx_files(tmp_path, capsys):
     torch.testing.assert_close(data.labels, torch.from_numpy(labels).long())
 
 
+def test_load_mnist_source_bundled_ignores_local_files(tmp_path):
+    write_dataset(tmp_path)
+    data = load_mnist("test", root=tmp_path, source="bundled", verbose=False)
+    assert data.source == "bundled" and len(data) == 500
+    assert "no full MNIST" not in data.description  # asked for, so no advice to upgrade
+
+
+def test_load_mnist_source_local_insists_on_idx_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="source='local' but there are no MNIST test"):
+        load_mnist("test", root=tmp_path, source="local", verbose=False)
+    write_dataset(tmp_path)
+    assert load_mnist("test", root=tmp_path, source="local", verbose=False).source == "local"
+
+
+def test_load_mnist_rejects_an_unknown_source_and_bundled_fashion(tmp_path):
+    with pytest.raises(ValueError, match="source must be 'auto', 'local', 'download'"):
+        load_mnist(root=tmp_path, source="internet", verbose=False)
+    with pytest.raises(ValueError, match="only MNIST is bundled"):
+        load_mnist(root=tmp_path, dataset="fashion", source="bundled", verbose=False)
+
+
 def test_load_mnist_default_root_is_data_dir_mnist(tmp_path, monkeypatch):
     monkeypatch.setenv(DATA_ENV_VAR, str(tmp_path))
     write_dataset(tmp_path / "mnist")
