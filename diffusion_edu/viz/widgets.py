@@ -12,6 +12,7 @@ moving a control from code redraws.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 
 import ipywidgets as widgets
@@ -96,11 +97,15 @@ def log_slider(
     Extra keyword arguments (``readout_format``, ``style``, ``layout``...) go to
     ``ipywidgets.FloatLogSlider``.
     """
+    # FloatLogSlider snaps to min + k * step (in exponents): shift the grid a little so that the
+    # starting value is on it exactly (e.g. cosine's s = 0.008 reads 0.008, not 0.0079).
+    exponent = math.log10(value)
+    shift = exponent - min_exponent - step * round((exponent - min_exponent) / step)
     return widgets.FloatLogSlider(
         value=value,
         base=10,
-        min=min_exponent,
-        max=max_exponent,
+        min=min_exponent + shift,
+        max=max_exponent + shift,
         step=step,
         description=description,
         **kwargs,
