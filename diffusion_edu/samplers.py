@@ -296,10 +296,12 @@ def sample(
             :class:`Trajectory`.
         device: where to sample; default: the model's device.
         shape: ``(C, H, W)`` of one image; default: from ``model.config``.
-        clip_x0: clip the predicted x_0 to [-1, 1] at each step (standard practice for images).
+        clip_x0: clip the predicted x_0 to [-1, 1] at each step, and the result at the end
+            (standard practice for images in [-1, 1]); False for data on another scale,
+            e.g. the 2-D points of lesson 05.
 
     Returns:
-        ``(n, C, H, W)`` images in [-1, 1], or a :class:`Trajectory`.
+        ``(n, C, H, W)`` images (in [-1, 1] with ``clip_x0``), or a :class:`Trajectory`.
     """
     if labels is not None:
         labels = torch.as_tensor(labels, dtype=torch.long)
@@ -362,7 +364,7 @@ def sample(
     finally:
         if was_training:
             model.train()
-    images = x.clamp(-1.0, 1.0)
+    images = x.clamp(-1.0, 1.0) if clip_x0 else x  # data in [-1, 1]; other data left as it is
     if not return_trajectory:
         return images
     return Trajectory(

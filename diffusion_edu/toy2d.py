@@ -456,15 +456,26 @@ def sample_points(
 ) -> torch.Tensor:
     """DDPM samples ``(n, 2)`` from a 2-D toy model, *not* clipped to [-1, 1].
 
-    :func:`diffusion_edu.sample` with ``shape=(2,)`` and ``clip_x0=False``; it clamps its
-    returned images to the pixel range [-1, 1], which would pin points that lie outside that
-    box to its edges, so we take the last state of the trajectory instead.
+    :func:`diffusion_edu.sample` with ``shape=(2,)`` and ``clip_x0=False`` (the points are not
+    pixels: they live outside [-1, 1]). Runs on one CPU thread, like training (the MLP's matrix
+    products are too small to split).
     """
-    trajectory = sample(
-        model, schedule, n=n, labels=labels, guidance=guidance, seed=seed, shape=(2,),
-        clip_x0=False, progress=False, return_trajectory=True,
-    )  # fmt: skip
-    return trajectory.xs[-1]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return sample(
+            model,
+            schedule,
+            n=n,
+            labels=labels,
+            guidance=guidance,
+            seed=seed,
+            shape=(2,),
+            clip_x0=False,
+            progress=False,
+        )
+    finally:
+        torch.set_num_threads(threads)
 
 
 # ----------------------------------------------------------------------------- hyperparameters

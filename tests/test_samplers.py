@@ -175,6 +175,22 @@ def test_same_seed_same_images_other_seed_other_images():
     assert a.min() >= -1 and a.max() <= 1
 
 
+def test_clip_x0_false_leaves_data_outside_minus_one_one_alone():
+    # 2-D points (lesson 05) live outside [-1, 1]: an oracle for the point (3, -2) must land there.
+    s = NoiseSchedule.linear(T=100)
+    point = torch.tensor([3.0, -2.0])
+
+    def oracle(x_t, t, labels):
+        ab = s.alpha_bars[t].to(x_t).view(-1, 1)
+        return (x_t - ab.sqrt() * point) / (1 - ab).sqrt()
+
+    out = sample(oracle, s, n=4, shape=(2,), sampler="ddim", steps=10, clip_x0=False, seed=0,
+                 progress=False)  # fmt: skip
+    assert_close(out, point.expand(4, 2), atol=1e-4, rtol=0)
+    clipped = sample(oracle, s, n=4, shape=(2,), sampler="ddim", steps=10, seed=0, progress=False)
+    assert clipped.abs().max() <= 1.0
+
+
 def test_guidance_combines_conditional_and_unconditional_predictions():
     s = NoiseSchedule.linear(T=20)
     oracle = PointOracle(torch.stack([torch.zeros(1, 4, 4), torch.ones(1, 4, 4) * 0.5]), s)

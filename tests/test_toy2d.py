@@ -12,13 +12,20 @@ from diffusion_edu.toy2d import (
     ToyMLPConfig,
     ToyNoisePredictor,
     ToyTrainConfig,
+    add_outliers,
+    copy_fraction,
     eps_to_score,
     exact_score,
+    fraction_within,
+    hyperparameter_sweep,
     make_moons,
+    make_moons_labelled,
     make_spiral,
     make_toy_data,
     nearest_data_distance,
+    sample_points,
     toy_schedule,
+    train_and_sample_toy,
     train_toy,
 )
 
@@ -132,3 +139,149 @@ def test_forward_noising_of_points_ends_near_standard_normal() -> None:
     x_T = q_sample(data, schedule.T, schedule, torch.randn(data.shape))
     torch.testing.assert_close(x_T.mean(0), torch.zeros(2), atol=0.06, rtol=0)
     torch.testing.assert_close(x_T.std(0), torch.ones(2), atol=0.06, rtol=0)
+
+
+# ----------------------------------------------------------------------------- the "prompt"
+def test_labelled_moons_match_the_moons_and_label_0_is_the_upper_moon() -> None:
+    points, labels = make_moons_labelled(400, seed=2)
+    torch.testing.assert_close(points, make_moons(400, seed=2))
+    assert labels.dtype == torch.long and set(labels.tolist()) == {0, 1}
+    # Noise-free: the upper moon is the unit half circle, the lower one its shifted mirror.
+    clean, clean_labels = make_moons_labelled(400, noise=0.0, seed=2)
+    upper = clean[clean_labels == 0] * 1.5 + torch.tensor([0.5, 0.25])
+    torch.testing.assert_close(upper.norm(dim=1), torch.ones(len(upper)), atol=1e-5, rtol=0)
+    assert (upper[:, 1] >= -1e-6).all()
+
+
+def test_conditional_model_labels_and_null_label() -> None:
+    torch.manual_seed(0)
+    model = ToyNoisePredictor(ToyMLPConfig(hidden=16, depth=1, num_classes=3))
+    assert model.null_label == 3 and ToyNoisePredictor().null_label is None
+    x, t = torch.randn(4, 2), torch.tensor([1, 5, 9, 20])
+    # labels=None means "no label" for the whole batch.
+    torch.testing.assert_close(model(x, t), model(x, t, torch.full((4,), 3)))
+    # The label changes the prediction (the embedding is part of the input).
+    assert not torch.allclose(model(x, t, torch.zeros(4, dtype=torch.long)), model(x, t))
+    with pytest.raises(ValueError, match="0..3"):
+        model(x, t, torch.tensor([0, 1, 2, 4]))
+    with pytest.raises(ValueError, match="LongTensor"):
+        model(x, t, torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="unconditional"):
+        train_toy(
+            ToyNoisePredictor(),
+            x,
+            toy_schedule(),
+            ToyTrainConfig(steps=1),
+            progress=False,
+            labels=torch.zeros(4, dtype=torch.long),
+        )
+
+
+def test_label_dropout_hides_about_p_of_the_labels() -> None:
+    seen: list[torch.Tensor] = []
+
+    class Spy(ToyNoisePredictor):
+        def forward(self, x_t, t, labels=None):  # noqa: ANN001, ANN202
+            seen.append(labels.clone())
+            return super().forward(x_t, t, labels)
+
+    points, labels = make_moons_labelled(200, seed=0)
+    model = Spy(ToyMLPConfig(hidden=8, depth=1, num_classes=2))
+    config = ToyTrainConfig(steps=20, batch_size=100, label_dropout=0.25)
+    train_toy(model, points, toy_schedule(), config, progress=False, labels=labels)
+    all_labels = torch.cat(seen)
+    dropped = (all_labels == model.null_label).float().mean().item()
+    assert abs(dropped - 0.25) < 0.05, dropped  # 2,000 Bernoulli(0.25) draws: sd ~0.01
+    with pytest.raises(ValueError, match="label_dropout"):
+        ToyTrainConfig(label_dropout=1.0)
+
+
+def _nearest_class_fraction(samples: torch.Tensor, label: int, points, labels) -> float:  # noqa: ANN001
+    nearest = torch.cdist(samples, points).argmin(dim=1)
+    return (labels[nearest] == label).float().mean().item()
+
+
+@pytest.mark.slow
+def test_conditional_toy_follows_the_prompt_and_guidance_zero_ignores_it() -> None:
+    # 500 seeded steps (~2 s). Measured: samples asked for class c are ~0.015 from class c's
+    # data and ~0.36 from the other class's; >99% have a class-c nearest neighbour.
+    points, labels = make_moons_labelled(2000, seed=0)
+    schedule = toy_schedule()
+    torch.manual_seed(0)
+    model = ToyNoisePredictor(ToyMLPConfig(num_classes=2))
+    train_toy(model, points, schedule, ToyTrainConfig(steps=500), progress=False, labels=labels)
+    for c in (0, 1):
+        s = sample_points(model, schedule, labels=[c] * 300, seed=0)
+        own = nearest_data_distance(s, points[labels == c])
+        other = nearest_data_distance(s, points[labels != c])
+        assert own < 0.25 * other, (c, own, other)
+        assert _nearest_class_fraction(s, c, points, labels) > 0.9
+        # guidance w = 0 is the unconditional model: the prompt no longer matters.
+        s0 = sample_points(model, schedule, labels=[c] * 300, guidance=0.0, seed=0)
+        assert 0.25 < _nearest_class_fraction(s0, c, points, labels) < 0.75
+
+
+# ----------------------------------------------------------------------------- hyperparameters
+def test_train_and_sample_toy_is_seeded_and_supports_both_schedules() -> None:
+    data = make_moons(300, seed=0)
+    kwargs = dict(steps=5, n_samples=20, batch_size=8, seed=3)
+    a, b = train_and_sample_toy(data, **kwargs), train_and_sample_toy(data, **kwargs)
+    torch.testing.assert_close(a.samples, b.samples)
+    assert a.losses == b.losses and len(a.losses) == 5 and a.samples.shape == (20, 2)
+    lin = train_and_sample_toy(data, schedule="linear", T=25, **kwargs)
+    assert lin.T == 25 and lin.schedule == "linear" and math.isfinite(lin.losses[-1])
+    with pytest.raises(ValueError, match="linear"):
+        train_and_sample_toy(data, schedule="sigmoid", **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+def test_sweep_gives_one_result_per_setting_and_a_sensible_lr_beats_a_tiny_one() -> None:
+    # 4 seeded runs of 300 steps (~3 s). Measured distance to data: lr=1e-2 ~0.08; lr=1e-4 has
+    # barely trained and its samples are far off (> 0.5, often flying off entirely).
+    data = make_toy_data("spiral", 2000, seed=0)
+    sweep = hyperparameter_sweep(data, (1e-4, 1e-2), (16, 64), steps=300, n_samples=300)
+    assert len(sweep.results) == 4
+    assert {(r.lr, r.batch_size) for r in sweep.results} == {
+        (1e-4, 16),
+        (1e-4, 64),
+        (1e-2, 16),
+        (1e-2, 64),
+    }
+    for r in sweep.results:
+        assert len(r.losses) == 300 and all(math.isfinite(v) for v in r.losses)
+    for bs in (16, 64):
+        good, tiny = sweep.get(1e-2, bs).distance, sweep.get(1e-4, bs).distance
+        assert good < 0.15 and good < 0.5 * tiny, (bs, good, tiny)
+    with pytest.raises(KeyError):
+        sweep.get(0.5, 16)
+
+
+# ----------------------------------------------------------------------------- data quality
+def test_add_outliers_and_distance_fractions() -> None:
+    data = make_spiral(1000, seed=0)
+    dirty = add_outliers(data, fraction=0.3, lim=1.5, seed=0)
+    changed = (dirty != data).any(dim=1)
+    assert changed.sum().item() == 300 and dirty.abs().max() <= 1.5
+    torch.testing.assert_close(dirty, add_outliers(data, fraction=0.3, lim=1.5, seed=0))
+    points = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    samples = torch.tensor([[0.0, 0.05], [1.0, 0.5], [3.0, 3.0], [0.9, 0.0]])
+    assert fraction_within(samples, points, 0.2) == 0.5  # distances 0.05, 0.5, ~3.6, 0.1
+    # copy_fraction: exact copies of the training set -> 1; fresh draws -> ~percentile / 100.
+    train, fresh = make_spiral(500, seed=1), make_spiral(2000, seed=2)
+    assert copy_fraction(train[:100], train, fresh) == 1.0
+    assert copy_fraction(make_spiral(2000, seed=3), train, fresh, percentile=5.0) < 0.1
+
+
+@pytest.mark.slow
+def test_tiny_data_set_is_memorised_and_clean_data_is_not() -> None:
+    # Two seeded runs of 800 steps (~4 s). Measured copy fractions (share of samples closer to
+    # a training point than 95% of fresh spiral points are): 8 points ~0.8, clean ~0.05.
+    data, fresh = make_spiral(2000, seed=0), make_spiral(2000, seed=1)
+    tiny = data[:8]
+    clean = train_and_sample_toy(data, steps=800, n_samples=400, seed=0)
+    small = train_and_sample_toy(tiny, steps=800, n_samples=400, seed=0)
+    copies_clean = copy_fraction(clean.samples, data, fresh)
+    copies_tiny = copy_fraction(small.samples, tiny, fresh)
+    assert copies_tiny > 0.5 and copies_clean < 0.2, (copies_tiny, copies_clean)
+    # ... and the tiny model's samples sit much closer to its training points.
+    assert nearest_data_distance(small.samples, tiny) < 0.3 * nearest_data_distance(fresh, tiny)

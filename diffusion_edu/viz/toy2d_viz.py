@@ -316,8 +316,14 @@ def plot_conditional_samples(
         for c in classes:
             mask = labels == c
             colour = CLASS_COLOURS[c % len(CLASS_COLOURS)]
-            ax.scatter(data[mask, 0], data[mask, 1], s=2, color=colour, alpha=0.35,
-                       label=f"data, class {c}")  # fmt: skip
+            ax.scatter(
+                data[mask, 0],
+                data[mask, 1],
+                s=2,
+                color=colour,
+                alpha=0.35,
+                label=f"data, class {c}",
+            )
         ax.scatter(pts[:, 0], pts[:, 1], s=4, color=SAMPLE_COLOUR, label="samples")
         _square(ax, 1.5)
         frac = _own_class_fraction(pts, label, data, labels)
@@ -353,9 +359,14 @@ def guidance_explorer(
         )
 
     slider = widgets.FloatSlider(
-        value=1.0, min=0.0, max=5.0, step=0.5, description="guidance w",
-        continuous_update=False, layout=widgets.Layout(width="420px"),
-    )  # fmt: skip
+        value=1.0,
+        min=0.0,
+        max=5.0,
+        step=0.5,
+        description="guidance w",
+        continuous_update=False,
+        layout=widgets.Layout(width="420px"),
+    )
     return LivePlot(draw, {"guidance": slider})
 
 
@@ -375,12 +386,15 @@ def plot_hyperparameter_sweep(sweep: HyperparameterSweep, data: torch.Tensor) ->
         for j, bs in enumerate(sweep.batch_sizes):
             run, ax = sweep.get(lr, bs), axes[i][j]
             ax.scatter(data[:, 0], data[:, 1], s=2, color=DATA_COLOUR, alpha=0.35)
-            pts = run.samples.clamp(-5, 5)  # a diverged run's points are clamped to be seen
+            pts = run.samples.clamp(-1.95, 1.95)  # points that flew off: drawn on the frame
             ax.scatter(pts[:, 0], pts[:, 1], s=3, color=SAMPLE_COLOUR)
             _square(ax, 2.0)
             ax.set_title(_run_title(run), fontsize=9)
     steps = sweep.results[0].steps
-    fig.suptitle(f"Same model, same seed, {steps} steps: only lr (rows) and batch size differ")
+    fig.suptitle(
+        f"Same model, same seed, {steps} steps: only lr (rows) and batch size differ\n"
+        "(samples that flew off are drawn on the frame's edge)"
+    )
     return fig
 
 
@@ -397,8 +411,13 @@ def plot_sweep_losses(sweep: HyperparameterSweep, window: int = 20) -> Figure:
             ax.plot(arr, color=colour, lw=0.5, alpha=0.35)
             if len(arr) >= window:
                 smooth = np.convolve(arr, np.ones(window) / window, mode="valid")
-                ax.plot(np.arange(window - 1, len(arr)), smooth, color=colour, lw=1.8,
-                        label=f"batch {bs}")  # fmt: skip
+                ax.plot(
+                    np.arange(window - 1, len(arr)),
+                    smooth,
+                    color=colour,
+                    lw=1.8,
+                    label=f"batch {bs}",
+                )
         ax.axhline(1.0, color="black", ls=":", lw=1)
         ax.set_yscale("log")
         ax.set(xlabel="training step", ylabel="loss (log scale)", title=f"lr = {lr:.0e}")
@@ -415,16 +434,23 @@ def plot_toy_run(run: ToyRunResult, data: torch.Tensor, window: int = 20) -> Fig
     ax_loss.plot(arr, color=DATA_COLOUR, lw=0.6, label="per batch")
     if len(arr) >= window:
         smooth = np.convolve(arr, np.ones(window) / window, mode="valid")
-        ax_loss.plot(np.arange(window - 1, len(arr)), smooth, color=SAMPLE_COLOUR, lw=2,
-                     label=f"moving average ({window})")  # fmt: skip
+        ax_loss.plot(
+            np.arange(window - 1, len(arr)),
+            smooth,
+            color=SAMPLE_COLOUR,
+            lw=2,
+            label=f"moving average ({window})",
+        )
     ax_loss.axhline(1.0, color="black", ls=":", lw=1, label="eps_hat = 0")
     ax_loss.set_yscale("log")
-    ax_loss.set(xlabel="training step", ylabel="loss (log scale)",
-                title=f"{run.schedule} schedule, T={run.T}, {run.steps} steps "
-                f"({run.seconds:.1f} s)")  # fmt: skip
+    ax_loss.set(
+        xlabel="training step",
+        ylabel="loss (log scale)",
+        title=f"{run.schedule} schedule, T={run.T}, {run.steps} steps ({run.seconds:.1f} s)",
+    )
     ax_loss.legend(frameon=False, fontsize=8)
     ax_pts.scatter(data[:, 0], data[:, 1], s=2, color=DATA_COLOUR, alpha=0.35)
-    pts = run.samples.clamp(-5, 5)
+    pts = run.samples.clamp(-1.95, 1.95)  # points that flew off: drawn on the frame
     ax_pts.scatter(pts[:, 0], pts[:, 1], s=3, color=SAMPLE_COLOUR)
     _square(ax_pts, 2.0)
     ax_pts.set_title(_run_title(run), fontsize=9)
@@ -445,36 +471,48 @@ class HyperparameterTrainer(WidgetView):
     ) -> None:
         self.data, self.steps, self.n_samples, self.seed = data, steps, n_samples, seed
         self.last_run: ToyRunResult | None = None
+        self.last_figure: Figure | None = None
         style = {"description_width": "90px"}
-        self.lr = log_slider("learning rate", 1e-2, -5, 0, step=0.25, readout_format=".0e",
-                             style=style)  # fmt: skip
-        self.batch_size = widgets.Dropdown(options=[4, 16, 64, 256, 1024], value=256,
-                                           description="batch size", style=style)  # fmt: skip
-        self.schedule = widgets.Dropdown(options=["cosine", "linear"], value="cosine",
-                                         description="schedule", style=style)  # fmt: skip
-        self.T = widgets.Dropdown(options=[25, 50, 100, 200], value=100, description="T",
-                                  style=style)  # fmt: skip
+        self.lr = log_slider(
+            "learning rate", 1e-2, -5, 0, step=0.25, readout_format=".0e", style=style
+        )
+        self.batch_size = widgets.Dropdown(
+            options=[4, 16, 64, 256, 1024], value=256, description="batch size", style=style
+        )
+        self.schedule = widgets.Dropdown(
+            options=["cosine", "linear"], value="cosine", description="schedule", style=style
+        )
+        self.T = widgets.Dropdown(
+            options=[25, 50, 100, 200], value=100, description="T", style=style
+        )
         self.button = widgets.Button(description=f"Train ({steps} steps)", button_style="primary")
         self.button.on_click(lambda _: self.train())
         self.status = widgets.Label("Choose settings and press Train.")
         self.output = widgets.Output()
-        self.widget = widgets.VBox([
-            widgets.HBox([self.lr, self.batch_size]),
-            widgets.HBox([self.schedule, self.T]),
-            widgets.HBox([self.button, self.status]),
-            self.output,
-        ])  # fmt: skip
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.lr, self.batch_size]),
+                widgets.HBox([self.schedule, self.T]),
+                widgets.HBox([self.button, self.status]),
+                self.output,
+            ]
+        )
 
     def train(self) -> ToyRunResult:
         """Train with the controls' current values, show the result, and return it."""
         self.status.value = "training..."
         run = train_and_sample_toy(
-            self.data, lr=self.lr.value, batch_size=self.batch_size.value,
-            schedule=self.schedule.value, T=self.T.value, steps=self.steps,
-            n_samples=self.n_samples, seed=self.seed,
-        )  # fmt: skip
+            self.data,
+            lr=self.lr.value,
+            batch_size=self.batch_size.value,
+            schedule=self.schedule.value,
+            T=self.T.value,
+            steps=self.steps,
+            n_samples=self.n_samples,
+            seed=self.seed,
+        )
         self.last_run = run
-        fig = plot_toy_run(run, self.data)
+        self.last_figure = fig = plot_toy_run(run, self.data)
         with self.output:
             self.output.clear_output(wait=True)
             display(fig)
@@ -506,8 +544,15 @@ def plot_data_quality(
         pts = samples[name]
         axes[1][j].scatter(pts[:, 0], pts[:, 1], s=3, color=SAMPLE_COLOUR, alpha=0.6)
         if big:
-            axes[1][j].scatter(train[:, 0], train[:, 1], s=60, facecolors="none",
-                               edgecolors=INK_BLUE, lw=1.2, label="training points")  # fmt: skip
+            axes[1][j].scatter(
+                train[:, 0],
+                train[:, 1],
+                s=60,
+                facecolors="none",
+                edgecolors=INK_BLUE,
+                lw=1.2,
+                label="training points",
+            )
             axes[1][j].legend(loc="lower left", fontsize=8, frameon=False)
         note = f"\n{notes[name]}" if notes and name in notes else ""
         axes[1][j].set_title(f"generated ({pts.shape[0]} samples){note}", fontsize=10)
