@@ -22,14 +22,7 @@ TINY_ARGS = ["--model-size", "tiny", "--batch-size", "16", "--no-progress", "--d
              "--precision", "fp32", "--warmup-steps", "2"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared CPU extra OpenMP threads spin
-    and wait on each other (10x slower measured); run these tests single-threaded."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
