@@ -33,6 +33,7 @@ from diffusion_edu.metrics import (
     memorisation_report,
 )
 from diffusion_edu.models import UNet, UNetConfig, count_parameters, sinusoidal_embedding
+from diffusion_edu.pretrained import load_pretrained, pretrained_info
 from diffusion_edu.samplers import (
     SampleStep,
     Trajectory,
@@ -79,6 +80,8 @@ __all__ = [
     "UNet",
     "UNetConfig",
     "count_parameters",
+    "load_pretrained",
+    "pretrained_info",
     "sinusoidal_embedding",
     # training and checkpoints
     "train",

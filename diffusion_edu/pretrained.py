@@ -1,0 +1,79 @@
+"""Pretrained models that ship with the course, so that any lesson can skip training.
+
+``load_pretrained("mnist")`` returns the class-conditional U-Net (its EMA weights) and the noise
+schedule it was trained with, read offline from ``data/pretrained/`` with
+``torch.load(weights_only=True)``. Next to each weights file, a JSON file records the exact
+command that produced it and the quality measured with :mod:`diffusion_edu.metrics`
+(``scripts/make_pretrained.py`` writes both).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from diffusion_edu.checkpoints import CheckpointError, load_checkpoint
+from diffusion_edu.data import _repo_data_dir, data_dir
+from diffusion_edu.models.unet import UNet
+from diffusion_edu.schedules import NoiseSchedule
+
+__all__ = ["PRETRAINED_MODELS", "PretrainedInfo", "load_pretrained", "pretrained_info"]
+
+# name -> file stem under data/pretrained/ (weights: STEM.pt, record: STEM.json)
+PRETRAINED_MODELS: dict[str, str] = {"mnist": "mnist_unet"}
+
+
+@dataclass(frozen=True)
+class PretrainedInfo:
+    """What is recorded about a shipped model: how it was made and how good it is."""
+
+    name: str
+    weights: Path
+    command: str
+    record: dict[str, Any]
+
+
+def _files(name: str) -> tuple[Path, Path]:
+    if name not in PRETRAINED_MODELS:
+        raise ValueError(
+            f"no pretrained model called {name!r}; available: {', '.join(PRETRAINED_MODELS)}."
+        )
+    stem = PRETRAINED_MODELS[name]
+    for folder in (data_dir() / "pretrained", _repo_data_dir() / "pretrained"):
+        weights = folder / f"{stem}.pt"
+        if weights.is_file():
+            return weights, folder / f"{stem}.json"
+    raise FileNotFoundError(
+        f"the pretrained weights {stem}.pt are not in {data_dir() / 'pretrained'}. Restore them "
+        "from the repository (git checkout -- data/pretrained), or make them again with "
+        "scripts/make_pretrained.py (see data/README.md)."
+    )
+
+
+def pretrained_info(name: str = "mnist") -> PretrainedInfo:
+    """The recorded command and measured quality of a shipped model (from its JSON file)."""
+    weights, record_path = _files(name)
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{record_path}: cannot read the model's record ({error}).") from None
+    return PretrainedInfo(name=name, weights=weights, command=record["command"], record=record)
+
+
+def load_pretrained(
+    name: str = "mnist", device: torch.device | str | None = None
+) -> tuple[UNet, NoiseSchedule]:
+    """The shipped model (EMA weights, eval mode) and its schedule, ready for ``sample(...)``.
+
+    Example::
+
+        model, schedule = load_pretrained("mnist")
+        digits = sample(model, schedule, labels=range(10), sampler="ddim", steps=50, guidance=2)
+    """
+    weights, _ = _files(name)
+    checkpoint = load_checkpoint(weights)
+    return checkpoint.build_model(ema=True, device=device), checkpoint.schedule
