@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from IPython.display import display
 from matplotlib import animation
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 
@@ -105,28 +106,28 @@ def plot_forward_2d(
     return fig
 
 
-def plot_loss_curve(losses: Sequence[float], window: int = 50) -> Figure:
-    """Training loss per step, with a moving average."""
-    fig = LessonFigure(figsize=(6, 3), layout="constrained")
-    ax = fig.subplots()
+def _draw_losses(ax: Axes, losses: Sequence[float], window: int, zero_label: str) -> None:
+    """Loss per batch, its moving average over ``window`` steps, and the untrained level 1."""
     arr = np.asarray(losses, dtype=float)
     ax.plot(arr, color=DATA_COLOUR, lw=0.6, label="per batch")
     if len(arr) >= window:
         smooth = np.convolve(arr, np.ones(window) / window, mode="valid")
-        ax.plot(
-            np.arange(window - 1, len(arr)),
-            smooth,
-            color=SAMPLE_COLOUR,
-            lw=2,
-            label=f"moving average ({window})",
-        )
-    ax.axhline(1.0, color="black", ls=":", lw=1, label="predict eps_hat = 0 (loss 1)")
+        ax.plot(np.arange(window - 1, len(arr)), smooth, color=SAMPLE_COLOUR, lw=2,
+                label=f"moving average ({window})")  # fmt: skip
+    ax.axhline(1.0, color="black", ls=":", lw=1, label=zero_label)
+
+
+def plot_loss_curve(losses: Sequence[float], window: int = 50) -> Figure:
+    """Training loss per step, with a moving average."""
+    fig = LessonFigure(figsize=(6, 3), layout="constrained")
+    ax = fig.subplots()
+    _draw_losses(ax, losses, window, zero_label="predict eps_hat = 0 (loss 1)")
     ax.set(
         xlabel="training step",
         ylabel=r"MSE of $\hat\epsilon$ against $\epsilon$",
         title="Noise estimation: how well the MLP predicts the noise",
     )
-    ax.set_ylim(0, max(1.2, float(np.percentile(arr, 99)) if len(arr) else 1.2))
+    ax.set_ylim(0, max(1.2, float(np.percentile(losses, 99)) if len(losses) else 1.2))
     ax.legend(frameon=False, fontsize=8)
     return fig
 
@@ -430,18 +431,7 @@ def plot_toy_run(run: ToyRunResult, data: torch.Tensor, window: int = 20) -> Fig
     """One run of :func:`~diffusion_edu.toy2d.train_and_sample_toy`: loss curve and samples."""
     fig = LessonFigure(figsize=(9, 3.8), layout="constrained")
     ax_loss, ax_pts = fig.subplots(1, 2, width_ratios=[1.4, 1])
-    arr = np.asarray(run.losses, dtype=float)
-    ax_loss.plot(arr, color=DATA_COLOUR, lw=0.6, label="per batch")
-    if len(arr) >= window:
-        smooth = np.convolve(arr, np.ones(window) / window, mode="valid")
-        ax_loss.plot(
-            np.arange(window - 1, len(arr)),
-            smooth,
-            color=SAMPLE_COLOUR,
-            lw=2,
-            label=f"moving average ({window})",
-        )
-    ax_loss.axhline(1.0, color="black", ls=":", lw=1, label="eps_hat = 0")
+    _draw_losses(ax_loss, run.losses, window, zero_label="eps_hat = 0")
     ax_loss.set_yscale("log")
     ax_loss.set(
         xlabel="training step",
