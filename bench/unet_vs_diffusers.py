@@ -1,7 +1,8 @@
 """Our U-Net against diffusers' UNet2DModel of (nearly) the same size, in one run.
 
 Both models predict eps for class-conditional 28x28 digits and are trained with the same
-step (``diffusion_loss``: DDPM Algorithm 1, AdamW, same batch, same device, same precision).
+step (``diffusion_loss``: DDPM Algorithm 1, fused AdamW, same batch, same device, same
+precision) and sampled with the same DDIM sampler; fp32 and bf16 autocast are both measured.
 The two are timed alternately, round after round, so that a change in machine load hits both;
 the table reports medians and the ratio ours / theirs (above 1 = ours is faster).
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
 import sys
 import time
@@ -24,10 +26,10 @@ from diffusion_edu import (
     NoiseSchedule,
     UNet,
     UNetConfig,
-    autocast_dtype,
     count_parameters,
     diffusion_loss,
     pick_device,
+    sample,
 )
 
 
@@ -74,7 +76,9 @@ def make_train_step(
     labels: torch.Tensor,
     dtype: torch.dtype | None,
 ) -> Callable[[], None]:
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    """One training step, the same for both models: loss, backward, fused AdamW."""
+    fused = x0.device.type in ("cpu", "cuda")
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=fused)
     gen = torch.Generator(x0.device).manual_seed(0)
     device_type = x0.device.type
 
@@ -88,19 +92,22 @@ def make_train_step(
     return step
 
 
-def make_sample_step(
-    model: torch.nn.Module, x0: torch.Tensor, labels: torch.Tensor, dtype: torch.dtype | None
+def make_sampler(
+    model: torch.nn.Module,
+    schedule: NoiseSchedule,
+    labels: torch.Tensor,
+    dtype: torch.dtype | None,
+    steps: int,
 ) -> Callable[[], None]:
-    """One reverse step's worth of work: a no-grad forward pass on the whole batch."""
-    t = torch.full((x0.shape[0],), 500, device=x0.device)
-    device_type = x0.device.type
+    """The course's DDIM sampler (``steps`` model calls) drawing one image per label."""
+    device_type = labels.device.type
 
-    @torch.no_grad()
-    def step() -> None:
+    def run() -> None:
         with torch.autocast(device_type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            model(x0, t, labels)
+            sample(model, schedule, labels=labels, sampler="ddim", steps=steps, seed=0,
+                   shape=(1, 28, 28), progress=False)  # fmt: skip
 
-    return step
+    return run
 
 
 def timed(fn: Callable[[], None], repeats: int, device: torch.device) -> float:
@@ -121,11 +128,12 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=5, help="alternating timing rounds")
     parser.add_argument("--steps", type=int, default=3, help="train steps per model per round")
-    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto")
+    parser.add_argument("--sample-steps", type=int, default=20, help="DDIM steps when sampling")
+    parser.add_argument("--precisions", default="fp32,bf16",
+                        help="comma-separated: fp32 and/or bf16 (autocast)")  # fmt: skip
     args = parser.parse_args()
 
     device = pick_device(args.device)
-    dtype = {"auto": autocast_dtype(device), "fp32": None, "bf16": torch.bfloat16}[args.precision]
     torch.manual_seed(0)
     ours = UNet(UNetConfig(num_classes=10)).to(device)
     theirs = DiffusersAdapter(diffusers_unet(10), null_label=10).to(device)
@@ -133,36 +141,39 @@ def main() -> None:
     schedule = NoiseSchedule.cosine()
     x0 = torch.rand(args.batch, 1, 28, 28, device=device) * 2 - 1
     labels = torch.randint(0, 10, (args.batch,), device=device)
-    precision = "bf16 autocast" if dtype == torch.bfloat16 else str(dtype or "fp32")
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     print(
-        f"device {device}, {precision}, batch {args.batch}, {torch.get_num_threads()} threads, "
-        f"load average {os.getloadavg()[0]:.1f}; parameters: ours {n_ours:,}, "
-        f"diffusers {n_theirs:,} ({100 * (n_theirs / n_ours - 1):+.1f}%)"
+        f"device {device} ({where or platform.machine()}), batch {args.batch}, "
+        f"{torch.get_num_threads()} threads, load average {os.getloadavg()[0]:.1f} at the start; "
+        f"parameters: ours {n_ours:,}, diffusers {n_theirs:,} "
+        f"({100 * (n_theirs / n_ours - 1):+.1f}%)"
     )
-    results: dict[str, dict[str, list[float]]] = {"train": {}, "sample": {}}
     models = {"ours": ours, "diffusers": theirs}
-    for kind in ("train", "sample"):
-        steps = {
-            name: make_train_step(model, schedule, x0, labels, dtype)
-            if kind == "train"
-            else make_sample_step(model, x0, labels, dtype)
-            for name, model in models.items()
-        }
-        for fn in steps.values():  # warm-up (allocator, autotuning, first-call overheads)
-            fn()
-        for _ in range(args.rounds):
-            for name, fn in steps.items():
-                repeats = args.steps if kind == "train" else 2 * args.steps
-                results[kind].setdefault(name, []).append(timed(fn, repeats, device))
-    print("\n| what | ours: images/s | diffusers: images/s | ours / diffusers |")
-    print("|---|---:|---:|---:|")
-    for kind, label in (("train", "training step"), ("sample", "sampling (one denoising pass)")):
-        ours_s = statistics.median(results[kind]["ours"])
-        theirs_s = statistics.median(results[kind]["diffusers"])
-        print(
-            f"| {label} | {args.batch / ours_s:.0f} | {args.batch / theirs_s:.0f} | "
-            f"{theirs_s / ours_s:.2f}x |"
-        )
+    rows = []
+    for precision in args.precisions.split(","):
+        dtype = {"fp32": None, "bf16": torch.bfloat16}[precision]
+        for kind in ("train", "sample"):
+            fns = {
+                name: make_train_step(model, schedule, x0, labels, dtype)
+                if kind == "train"
+                else make_sampler(model, schedule, labels, dtype, args.sample_steps)
+                for name, model in models.items()
+            }
+            for fn in fns.values():  # warm-up (allocator, autotuning, first-call overheads)
+                fn()
+            seconds: dict[str, list[float]] = {name: [] for name in fns}
+            for _ in range(args.rounds):  # alternate, so that a change in load hits both
+                for name, fn in fns.items():
+                    seconds[name].append(timed(fn, args.steps if kind == "train" else 1, device))
+            ours_s, theirs_s = (statistics.median(seconds[n]) for n in ("ours", "diffusers"))
+            rows.append((precision, kind, args.batch / ours_s, args.batch / theirs_s,
+                         theirs_s / ours_s))  # fmt: skip
+    print(f"load average {os.getloadavg()[0]:.1f} at the end\n")
+    print("| precision | what | ours: images/s | diffusers: images/s | ours / diffusers |")
+    print("|---|---|---:|---:|---:|")
+    for precision, kind, ours_ips, theirs_ips, ratio in rows:
+        what = "training step" if kind == "train" else f"sampling, DDIM-{args.sample_steps}"
+        print(f"| {precision} | {what} | {ours_ips:.0f} | {theirs_ips:.1f} | **{ratio:.2f}x** |")
 
 
 if __name__ == "__main__":

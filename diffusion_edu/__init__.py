@@ -34,6 +34,7 @@ from diffusion_edu.metrics import (
 )
 from diffusion_edu.models import UNet, UNetConfig, count_parameters, sinusoidal_embedding
 from diffusion_edu.pretrained import load_pretrained, pretrained_info
+from diffusion_edu.recipes import RECIPES, Recipe, digits_recipe
 from diffusion_edu.samplers import (
     SampleStep,
     Trajectory,
@@ -53,6 +54,7 @@ from diffusion_edu.training import (
     diffusion_loss,
     drop_labels,
     learning_rate_at,
+    min_snr_weight,
     train,
 )
 
@@ -90,6 +92,10 @@ __all__ = [
     "TrainStep",
     "TrainingDivergedError",
     "diffusion_loss",
+    "min_snr_weight",
+    "Recipe",
+    "RECIPES",
+    "digits_recipe",
     "drop_labels",
     "learning_rate_at",
     "EMA",

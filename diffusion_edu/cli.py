@@ -6,6 +6,10 @@ Train a class-conditional digit generator on the bundled digits, then draw a gri
     python -m diffusion_edu sample --checkpoint runs/mnist/checkpoint.pt --guidance 2 \\
         --out runs/mnist/samples.png
 
+Or skip training and sample the model that ships with the course (the quick switch)::
+
+    python -m diffusion_edu sample --pretrained mnist --guidance 2 --out samples.png
+
 ``train`` also runs on several processes/GPUs with DistributedDataParallel::
 
     torchrun --standalone --nproc_per_node=2 -m diffusion_edu train --out runs/ddp --steps 1000
@@ -36,26 +40,15 @@ import torch
 from diffusion_edu.checkpoints import CheckpointError, atomic_write, load_checkpoint
 from diffusion_edu.data import data_dir, find_idx_files, load_mnist
 from diffusion_edu.device import pick_device
-from diffusion_edu.models.unet import UNet, UNetConfig, count_parameters
+from diffusion_edu.models.unet import UNet, count_parameters
+from diffusion_edu.pretrained import PRETRAINED_MODELS, pretrained_info
+from diffusion_edu.recipes import MODEL_SIZES
 from diffusion_edu.samplers import sample
 from diffusion_edu.schedules import NoiseSchedule, make_schedule
 from diffusion_edu.training import TrainConfig, Trainer, TrainingDivergedError
 
 __all__ = ["main", "MODEL_SIZES", "build_parser"]
 
-#: Model presets for ``--model-size`` (the number of classes is added for the data set).
-MODEL_SIZES: dict[str, UNetConfig] = {
-    # ~32k parameters: for tests and smoke runs only (it learns blobs, not digits).
-    "tiny": UNetConfig(
-        base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention=False, groups=4
-    ),
-    # ~0.2M parameters: rough digits in a few CPU minutes.
-    "small": UNetConfig(base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1),
-    # ~1.27M parameters: the course's default U-Net.
-    "default": UNetConfig(),
-    # ~5M parameters: for a GPU.
-    "large": UNetConfig(base_channels=64),
-}
 
 CHECKPOINT_NAME = "checkpoint.pt"
 LOSS_LOG_NAME = "losses.csv"
@@ -188,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     hyper.add_argument("--label-dropout", type=_fraction, default=defaults.label_dropout,
                        help="fraction of labels replaced by 'no label' (classifier-free "
                        "guidance)")  # fmt: skip
+    hyper.add_argument("--min-snr-gamma", type=_nonneg_float, default=defaults.min_snr_gamma,
+                       help="Min-SNR loss weighting min(SNR, gamma)/SNR (Hang et al. 2023); "
+                       "0 = plain DDPM loss")  # fmt: skip
     hyper.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
@@ -248,8 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
         "one row per class.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    samp.add_argument("--checkpoint", type=Path, required=True,
-                      help="checkpoint file written by train (OUT/checkpoint.pt)")  # fmt: skip
+    source = samp.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path,
+                        help="checkpoint file written by train (OUT/checkpoint.pt)")  # fmt: skip
+    source.add_argument("--pretrained", choices=tuple(PRETRAINED_MODELS),
+                        help="a model shipped with the course (no training needed): "
+                        "--pretrained mnist")  # fmt: skip
     samp.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG file to write")
     what = samp.add_argument_group("what to draw")
     what.add_argument("--labels", type=_label_list, default=None,
@@ -420,7 +420,7 @@ def _train(args: argparse.Namespace) -> int:
                 warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
                 grad_clip=args.grad_clip, ema_decay=args.ema_decay,
                 label_dropout=args.label_dropout, seed=args.seed, precision=args.precision,
-                augment=args.augment,
+                augment=args.augment, min_snr_gamma=args.min_snr_gamma,
             )  # fmt: skip
         except ValueError as error:
             raise CliError(str(error)) from None
@@ -448,6 +448,8 @@ def _train(args: argparse.Namespace) -> int:
                 model, schedule, images, labels, config, device,
                 verbose=False, progress=not args.no_progress,
             )  # fmt: skip
+            # Read losses back at every checkpoint step, so each checkpoint is the step it names.
+            trainer.sync_every = math.gcd(trainer.sync_every, args.checkpoint_every)
         except ValueError as error:
             raise CliError(str(error)) from None
         if checkpoint is not None:
@@ -517,6 +519,8 @@ def _sample(args: argparse.Namespace) -> int:
     if out.is_dir():
         raise CliError(f"--out {out} is a folder; give a file name such as {out / 'samples.png'}")
     try:
+        if args.pretrained is not None:
+            args.checkpoint = pretrained_info(args.pretrained).weights
         checkpoint = load_checkpoint(args.checkpoint)
     except FileNotFoundError as error:
         raise CliError(str(error)) from None
@@ -558,6 +562,8 @@ def _sample(args: argparse.Namespace) -> int:
 
     model = checkpoint.build_model(ema=not args.no_ema, device=device)
     weights = "raw" if args.no_ema or checkpoint.ema_state is None else "EMA"
+    if args.pretrained is not None:
+        weights = "EMA"  # a shipped model stores its EMA weights as the model's own
     steps = checkpoint.schedule.T if args.sampler == "ddpm" else (args.steps or 50)
     print(f"Sampling {n} images from {args.checkpoint} (step {checkpoint.step:,}, {weights} "
           f"weights) on {device}: {args.sampler.upper()}-{steps}, guidance {args.guidance:g}, "

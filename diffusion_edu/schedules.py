@@ -184,6 +184,18 @@ class NoiseSchedule:
             raise ValueError("a saved schedule must be a dict with a 'betas' entry (see to_dict).")
         return cls(d["betas"], name=str(d.get("name", "custom")))  # type: ignore[arg-type]
 
+    def on(self, name: str, device: torch.device | str, dtype: torch.dtype = torch.float32):
+        """The table ``name`` (e.g. ``"sqrt_alpha_bars"``) as ``dtype`` on ``device``, cached.
+
+        The training loop looks its coefficients up here, so that the float64 CPU tables are
+        copied to the GPU once, not every step (each copy would make the GPU wait for the CPU).
+        """
+        key = (name, str(torch.device(device)), dtype)
+        cache = self.__dict__.setdefault("_device_tables", {})
+        if key not in cache:
+            cache[key] = getattr(self, name).to(device=device, dtype=dtype)
+        return cache[key]
+
     def __repr__(self) -> str:
         return (
             f"NoiseSchedule.{self.name}(T={self.T}): beta_1={self.betas[1].item():.3g}, "

@@ -17,9 +17,13 @@ Around that core, the recipe every modern diffusion model uses (each piece is op
   800k steps; 0.995 suits a few thousand steps). The EMA model is the one that samples.
 * **Label dropout** (Ho & Salimans 2022, "classifier-free guidance"): a fraction of labels is
   replaced by ``model.null_label`` ("no label") so one model learns both p(x | label) and p(x).
+* **Min-SNR loss weighting** (Hang et al. 2023; opt-in, ``min_snr_gamma``): nearly clean
+  images stop dominating the gradient. On the bundled digits it took 1,500 steps from 92% to
+  99% class agreement (docs/performance.md); the recipes in ``recipes.py`` use it.
 
 The whole data tensor lives on the device and batches are drawn by index with a seeded
-``torch.Generator``: no DataLoader, and the same seed gives the same losses.
+``torch.Generator``: no DataLoader, and the same seed gives the same losses. On a GPU the
+loop reads the loss back only every ``sync_every`` steps, so the CPU can queue work ahead.
 
 Watch it live::
 
@@ -60,6 +64,7 @@ __all__ = [
     "EMA",
     "train",
     "diffusion_loss",
+    "min_snr_weight",
     "drop_labels",
     "learning_rate_at",
 ]
@@ -88,6 +93,7 @@ class TrainConfig:
         augment: random small shifts/rotations of each batch (:func:`diffusion_edu.data.augment`).
         max_loss: stop if the loss exceeds this. The eps-prediction loss starts near 1 (eps has
             unit variance and an untrained model predicts about 0), so 100 means it blew up.
+        min_snr_gamma: Min-SNR loss weighting (:func:`diffusion_loss`); 0 = plain DDPM loss.
     """
 
     steps: int = 2000
@@ -103,6 +109,7 @@ class TrainConfig:
     precision: Precision = "auto"
     augment: bool = False
     max_loss: float = 100.0
+    min_snr_gamma: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -126,6 +133,8 @@ class TrainConfig:
             problems.append(f"label_dropout must lie in [0, 1), got {self.label_dropout!r}")
         if self.precision not in ("auto", "fp32", "bf16"):
             problems.append(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+        if not (math.isfinite(self.min_snr_gamma) and self.min_snr_gamma >= 0):
+            problems.append(f"min_snr_gamma must be >= 0 (0 = off), got {self.min_snr_gamma!r}")
         if not self.max_loss > 0:
             problems.append(f"max_loss must be > 0, got {self.max_loss!r}")
         if problems:
@@ -194,6 +203,16 @@ def drop_labels(
     return torch.where(drop.to(labels.device), torch.full_like(labels, null_label), labels)
 
 
+def min_snr_weight(snr: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR-gamma weight for an eps-prediction loss: ``min(SNR_t, gamma) / SNR_t``.
+
+    Hang et al. (2023), "Efficient Diffusion Training via Min-SNR Weighting Strategy", Eq. 8
+    with the eps-prediction conversion: 1 where SNR <= gamma (noisy images), gamma / SNR
+    above it (nearly clean ones).
+    """
+    return snr.clamp(max=gamma) / snr
+
+
 def diffusion_loss(
     model: Callable[..., torch.Tensor],
     x0: torch.Tensor,
@@ -202,6 +221,7 @@ def diffusion_loss(
     generator: torch.Generator | None = None,
     t: torch.Tensor | None = None,
     eps: torch.Tensor | None = None,
+    min_snr_gamma: float = 0.0,
 ) -> torch.Tensor:
     """DDPM's simplified loss (Algorithm 1 / Eq. 14) for one batch: ``mean ||eps - eps_hat||^2``.
 
@@ -210,18 +230,35 @@ def diffusion_loss(
     3. x_t = q_sample(x0, t, eps) = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps
     4. loss = mean over pixels and batch of (eps - model(x_t, t, labels))^2
 
+    ``min_snr_gamma > 0`` weights each image's error by ``min(SNR_t, gamma) / SNR_t``
+    ("Min-SNR", Hang et al. 2023, Eq. 8 for eps-prediction): the nearly clean timesteps
+    (SNR above gamma), whose noise is easy to find and matters little for the picture, stop
+    dominating the gradient, and training converges faster. 0 (the default) is plain DDPM.
+
     The error is computed in float32 even when the model runs under bf16 autocast.
     """
     batch = x0.shape[0]
     draw_device = generator.device if generator is not None else x0.device
+    drawn_here = t is None  # drawn here, so in range: skip q_sample's check (a GPU -> CPU sync)
     if t is None:
         t = torch.randint(1, schedule.T + 1, (batch,), generator=generator, device=draw_device)
     if eps is None:
         eps = torch.randn(x0.shape, generator=generator, device=draw_device, dtype=x0.dtype)
     t, eps = t.to(x0.device), eps.to(x0.device)
-    x_t = q_sample(x0, t, schedule, eps)  # (B, C, H, W)
+    if drawn_here:
+        shape = (batch,) + (1,) * (x0.ndim - 1)  # (B, 1, 1, 1)
+        x_t = (
+            schedule.on("sqrt_alpha_bars", x0.device)[t].view(shape) * x0
+            + schedule.on("sqrt_one_minus_alpha_bars", x0.device)[t].view(shape) * eps
+        )  # Eq. 4, exactly what q_sample computes
+    else:
+        x_t = q_sample(x0, t, schedule, eps)  # (B, C, H, W)
     eps_hat = model(x_t, t, labels)  # (B, C, H, W)
-    return F.mse_loss(eps_hat.float(), eps.float())
+    if min_snr_gamma <= 0:
+        return F.mse_loss(eps_hat.float(), eps.float())
+    per_image = (eps_hat.float() - eps.float()).pow(2).flatten(1).mean(dim=1)  # (B,)
+    snr = schedule.on("snr", x0.device)[t]  # (B,) alpha_bar_t / (1 - alpha_bar_t)
+    return (min_snr_weight(snr, min_snr_gamma) * per_image).mean()
 
 
 class EMA:
@@ -247,8 +284,11 @@ class EMA:
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         d = self.current_decay()
-        for ema_p, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            ema_p.lerp_(p.detach(), 1.0 - d)  # ema + (1 - d) * (p - ema)
+        ema_params, params = list(self.model.parameters()), list(model.parameters())
+        if len(ema_params) != len(params):
+            raise ValueError("EMA.update: the model does not match the EMA copy's parameters.")
+        # ema + (1 - d) * (p - ema) for every tensor at once (one "foreach" kernel, not ~100)
+        torch._foreach_lerp_(ema_params, [p.detach() for p in params], 1.0 - d)
         for ema_b, b in zip(self.model.buffers(), model.buffers(), strict=True):
             ema_b.copy_(b)
         self.num_updates += 1
@@ -275,6 +315,11 @@ class Trainer:
         device: where to train; default :func:`~diffusion_edu.pick_device`.
         verbose: print which device and precision were chosen, and the data.
         progress: show a ``tqdm`` progress bar with the loss and images/s.
+        sync_every: read the loss and gradient norm back from the device every this many
+            steps. Reading a number off a GPU makes the CPU wait until the GPU has finished
+            all queued work, so it cannot queue the next steps meanwhile; on the CPU reading is
+            free. Default: 1 on the CPU (a NaN loss is caught *before* its step is applied), 25
+            on a GPU (caught up to 24 steps late; the last checkpoint is still untouched).
 
     Under ``torch.distributed`` (e.g. ``torchrun``) the model is wrapped in
     DistributedDataParallel, each process trains on its own shard (every ``world_size``-th
@@ -293,9 +338,15 @@ class Trainer:
         *,
         verbose: bool = True,
         progress: bool = True,
+        sync_every: int | None = None,
     ) -> None:
         self.config = config = config or TrainConfig()
         self.device = device = pick_device(device)
+        if sync_every is None:
+            sync_every = 1 if device.type == "cpu" else 25
+        if isinstance(sync_every, bool) or not isinstance(sync_every, int) or sync_every < 1:
+            raise ValueError(f"sync_every must be an integer >= 1, got {sync_every!r}.")
+        self.sync_every = sync_every
         self.schedule = schedule
         self.rank, self.world_size = _dist_info()
         if config.batch_size % self.world_size:
@@ -320,9 +371,11 @@ class Trainer:
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
         self.ema = EMA(self.model, config.ema_decay)
+        # fused: one kernel updates every tensor (CPU and CUDA); measured 5% faster on 2 cores.
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-        )
+            self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
+            fused=device.type in ("cpu", "cuda"),
+        )  # fmt: skip
         if config.precision == "auto":
             self.amp_dtype = autocast_dtype(device)
         else:
@@ -438,29 +491,45 @@ class Trainer:
             value /= self.world_size
         return value
 
-    def _diverged(self, loss: float, lr: float, what: str) -> TrainingDivergedError:
-        step = self.step + 1
-        if math.isnan(loss):
+    def _diverged(self, value: float, lr: float, what: str, step: int) -> TrainingDivergedError:
+        if math.isnan(value):
             state = "is NaN (not a number)"
-        elif math.isinf(loss):
+        elif math.isinf(value):
             state = "is infinite"
         else:
-            state = f"exploded to {loss:.3g} (limit max_loss={self.config.max_loss:g})"
+            state = f"exploded to {value:.3g} (limit max_loss={self.config.max_loss:g})"
+        if step > self.step:
+            applied = "This step was not applied"
+        else:  # found when the losses were read back, sync_every steps at a time
+            applied = (
+                f"The weights in memory already include steps {step}..{self.step} (losses are "
+                f"read back every {self.sync_every} steps), but"
+            )
         message = (
-            f"Training stopped at step {step}: the {what} {state}. This step was not applied "
-            "and no checkpoint was written for it (the last good checkpoint is untouched). "
+            f"Training stopped at step {step}: the {what} {state}. {applied} and no checkpoint "
+            "was written for it (the last good checkpoint is untouched). "
             f"Likely causes: the learning rate is too high (it was {lr:.3g} at this step; try "
             f"{lr / 10:.3g} or a longer warm-up); or bad data (images here span "
             f"{self.data_min:.3g}..{self.data_max:.3g}, expected -1..1)."
         )
-        return TrainingDivergedError(message, step, loss)
+        return TrainingDivergedError(message, step, value)
 
-    def train_step(self) -> TrainStep:
-        """One optimiser step of DDPM Algorithm 1. Raises :class:`TrainingDivergedError`."""
-        start = time.perf_counter()
+    def _bad(self, value: float, what: str) -> bool:
+        if what == "loss":
+            return not math.isfinite(value) or value > self.config.max_loss
+        # (With float16 loss scaling, inf gradients are normal: the scaler skips the step.)
+        return not math.isfinite(value) and self.amp_dtype != torch.float16
+
+    def _apply_step(self) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """One optimiser step of DDPM Algorithm 1; returns (loss, grad norm, lr) on the device.
+
+        Nothing is read back from the device here unless ``sync_every == 1``, in which case a
+        bad loss or gradient stops training before the step is applied.
+        """
         lr = learning_rate_at(self.step + 1, self.config)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        check_now = self.sync_every == 1
         self.ddp_model.train()
         x0, labels = self._draw_batch()
         with torch.autocast(
@@ -468,40 +537,64 @@ class Trainer:
             dtype=self.amp_dtype or torch.float32,
             enabled=self.amp_dtype is not None,
         ):
-            loss = diffusion_loss(self.ddp_model, x0, self.schedule, labels, self.generator)
-        loss_value = float(self._reduce_mean(loss.detach()))
-        if not math.isfinite(loss_value) or loss_value > self.config.max_loss:
-            raise self._diverged(loss_value, lr, "loss")
+            loss = diffusion_loss(
+                self.ddp_model, x0, self.schedule, labels, self.generator,
+                min_snr_gamma=self.config.min_snr_gamma,
+            )  # fmt: skip
+        loss_mean = self._reduce_mean(loss.detach())
+        if check_now and self._bad(value := float(loss_mean), "loss"):
+            raise self._diverged(value, lr, "loss", self.step + 1)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         clip = self.config.grad_clip if self.config.grad_clip > 0 else math.inf
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip))
-        if not math.isfinite(grad_norm) and self.amp_dtype != torch.float16:
-            # (With float16 loss scaling, inf gradients are normal: the scaler skips the step.)
-            raise self._diverged(grad_norm, lr, "gradient norm")
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        if check_now and self._bad(value := float(grad_norm), "gradient norm"):
+            raise self._diverged(value, lr, "gradient norm", self.step + 1)
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.ema.update(self.model)
         self.step += 1
-        seconds = time.perf_counter() - start
-        record = TrainStep(
-            step=self.step,
-            loss=loss_value,
-            lr=lr,
-            grad_norm=grad_norm,
-            images_per_s=self.config.batch_size / max(seconds, 1e-9),
-            seconds=0.0,
-            epoch=self.step * self.local_batch / self.images.shape[0],
-        )
-        for key in self.history:
-            self.history[key].append(float(getattr(record, key)))
-        return record
+        return loss_mean, grad_norm.detach(), lr
+
+    def _read_back(
+        self, pending: list[tuple[torch.Tensor, torch.Tensor, float]], seconds: float
+    ) -> list[TrainStep]:
+        """Copy the losses and gradient norms of the steps just taken to the host, in one go."""
+        on_device = [torch.stack([loss.float(), norm.float()]) for loss, norm, _ in pending]
+        values = torch.stack(on_device).tolist()  # the one device -> host copy: (steps, 2)
+        first = self.step - len(pending) + 1
+        records = []
+        for i, ((loss, grad_norm), (_, _, lr)) in enumerate(zip(values, pending, strict=True)):
+            for value, what in ((loss, "loss"), (grad_norm, "gradient norm")):
+                if self._bad(value, what):
+                    raise self._diverged(value, lr, what, first + i)
+            record = TrainStep(
+                step=first + i,
+                loss=loss,
+                lr=lr,
+                grad_norm=grad_norm,
+                images_per_s=self.config.batch_size * len(pending) / max(seconds, 1e-9),
+                seconds=0.0,
+                epoch=(first + i) * self.local_batch / self.images.shape[0],
+            )
+            for key in self.history:
+                self.history[key].append(float(getattr(record, key)))
+            records.append(record)
+        return records
+
+    def train_step(self) -> TrainStep:
+        """One optimiser step of DDPM Algorithm 1. Raises :class:`TrainingDivergedError`."""
+        start = time.perf_counter()
+        pending = self._apply_step()
+        return self._read_back([pending], time.perf_counter() - start)[0]
 
     def run(self, steps: int | None = None) -> Iterator[TrainStep]:
         """Train up to ``config.steps`` in total (or ``steps`` more), yielding every step.
 
-        Stop early by breaking out of the loop; call :meth:`run` again to go on.
+        Stop early by breaking out of the loop; call :meth:`run` again to go on. With
+        ``sync_every > 1`` the records come in bursts of ``sync_every`` (read back together),
+        and ``trainer.step`` is the burst's last step while they are yielded.
         """
         target = self.config.steps if steps is None else self.step + steps
         start = time.perf_counter()
@@ -511,16 +604,25 @@ class Trainer:
             unit="step", dynamic_ncols=True,
         )  # fmt: skip
         try:
+            pending: list[tuple[torch.Tensor, torch.Tensor, float]] = []
+            window = time.perf_counter()
             while self.step < target:
-                record = self.train_step()
-                elapsed = time.perf_counter() - start
-                images_done += self.config.batch_size
-                record = dataclasses.replace(record, seconds=elapsed)
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{record.loss:.4f}", img_s=f"{images_done / elapsed:.0f}", refresh=False
-                )
-                yield record
+                pending.append(self._apply_step())
+                if self.step % self.sync_every and self.step < target:
+                    continue
+                records = self._read_back(pending, time.perf_counter() - window)
+                pending = []
+                for record in records:
+                    elapsed = time.perf_counter() - start
+                    images_done += self.config.batch_size
+                    record = dataclasses.replace(record, seconds=elapsed)
+                    bar.update(1)
+                    bar.set_postfix(
+                        loss=f"{record.loss:.4f}", img_s=f"{images_done / elapsed:.0f}",
+                        refresh=False,
+                    )  # fmt: skip
+                    yield record
+                window = time.perf_counter()
         finally:
             bar.close()
 

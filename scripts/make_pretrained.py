@@ -27,6 +27,7 @@ from diffusion_edu import (
     save_checkpoint,
 )
 from diffusion_edu.files import atomic_write
+from diffusion_edu.metrics import stray_pixels
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +38,9 @@ def main() -> None:
     parser.add_argument("--command", required=True, help="the exact command that trained it")
     parser.add_argument("--out", type=Path, default=ROOT / "data/pretrained/mnist_unet.pt")
     parser.add_argument("--per-class", type=int, default=50, help="samples per digit to score")
+    parser.add_argument("--ddpm-per-class", type=int, default=20,
+                        help="samples per digit for the DDPM-1000 vs DDIM-50 comparison "
+                        "(DDPM is 20x slower; 0 skips it)")  # fmt: skip
     args = parser.parse_args()
 
     checkpoint = load_checkpoint(args.checkpoint)
@@ -56,6 +60,7 @@ def main() -> None:
     }
     n = len(labels)
     record["frechet_floor_same_n"] = round(frechet_floor(n), 3)
+    record["real_heldout_stray_pixels_per_image"] = round(float(stray_pixels(heldout).mean()), 3)
     for guidance in (1.0, 2.0):
         start = time.perf_counter()
         images = sample(model, checkpoint.schedule, labels=labels, sampler="ddim", steps=50,
@@ -65,9 +70,29 @@ def main() -> None:
         record[key] = {
             "class_agreement": round(class_agreement(images, labels), 4),
             "frechet_distance": round(frechet_distance(images, heldout), 3),
+            "stray_pixels_per_image": round(float(stray_pixels(images).mean()), 3),
             "seconds_per_image": round(seconds / n, 4),
         }
         print(key, record[key])
+    if args.ddpm_per_class > 0:  # both samplers on the same labels and seed
+        labels = torch.arange(10).repeat_interleave(args.ddpm_per_class)
+        floor = round(frechet_floor(len(labels)), 3)
+        comparison: dict[str, object] = {
+            "samples": len(labels), "guidance": 2.0, "frechet_floor_same_n": floor,
+        }  # fmt: skip
+        for name, sampler, steps in (("ddim50", "ddim", 50), ("ddpm1000", "ddpm", None)):
+            start = time.perf_counter()
+            images = sample(model, checkpoint.schedule, labels=labels, sampler=sampler,
+                            steps=steps, guidance=2.0, seed=0, progress=True)  # fmt: skip
+            seconds = time.perf_counter() - start
+            comparison[name] = {
+                "class_agreement": round(class_agreement(images, labels), 4),
+                "frechet_distance": round(frechet_distance(images, heldout), 3),
+                "stray_pixels_per_image": round(float(stray_pixels(images).mean()), 3),
+                "seconds_per_image": round(seconds / len(labels), 4),
+            }
+            print(name, comparison[name])
+        record["ddim50_vs_ddpm1000"] = comparison
     record_path = args.out.with_suffix(".json")
     atomic_write(record_path, lambda f: f.write(json.dumps(record, indent=2).encode() + b"\n"))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) and {record_path}")

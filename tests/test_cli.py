@@ -124,6 +124,20 @@ def test_sample_is_reproducible_with_a_seed(trained: Path, tmp_path: Path) -> No
     torch.testing.assert_close(a[::2, ::2], a[1::2, 1::2])  # each pixel became a 2 x 2 block
 
 
+def test_sample_pretrained_needs_no_training_and_draws_the_asked_digits(tmp_path: Path) -> None:
+    from diffusion_edu.metrics import class_agreement
+
+    out = tmp_path / "pretrained.png"
+    assert main(["sample", "--pretrained", "mnist", "--labels", "0,1,2,3,4,5,6,7,8,9",
+                 "--sampler", "ddim", "--steps", "20", "--guidance", "2", "--seed", "0",
+                 "--nrow", "10", "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    grid = torch.from_numpy(plt.imread(out)[..., 0].copy())  # (32, 302) grey in [0, 1]
+    digits = torch.stack([grid[2:30, 2 + 30 * i : 30 + 30 * i] for i in range(10)])[:, None]
+    assert class_agreement(digits * 2 - 1, torch.arange(10)) >= 0.8
+    with pytest.raises(SystemExit):  # one source only: a checkpoint or a shipped model
+        build_parser().parse_args(["sample", "--pretrained", "mnist", "--checkpoint", "x.pt"])
+
+
 def test_resume_continues_to_the_new_total_like_an_uninterrupted_run(tmp_path: Path) -> None:
     common = [*TINY_ARGS, "--timesteps", "50", "--seed", "5"]
     assert main(["train", *common, "--steps", "3", "--out", str(tmp_path / "a")]) == 0

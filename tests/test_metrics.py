@@ -28,6 +28,7 @@ from diffusion_edu.metrics import (
     read_classifier_file,
     reference_digits,
     save_classifier,
+    stray_pixels,
 )
 
 
@@ -263,3 +264,24 @@ def test_bad_inputs_are_refused_or_warned_about(heldout) -> None:
         class_agreement(images, labels[:10])
     with pytest.warns(UserWarning, match=r"\[0, 1\]"):
         class_agreement((images + 1) / 2, labels)
+
+
+def test_stray_pixels_count_lone_dots_and_real_digits_have_almost_none(heldout) -> None:
+    images, _ = heldout
+    real = stray_pixels(images)
+    assert real.shape == (images.shape[0],) and real.mean() < 0.5
+    speckled = images[:20].clone()
+    background = (speckled[:, 0] < -0.99).nonzero()  # (K, 3): image, row, column
+    planted = torch.zeros(20)
+    for i in range(20):  # 3 lone dots per image, far from each other and from the digit
+        spots = background[background[:, 0] == i]
+        chosen = 0
+        for _, r, c in spots.tolist():
+            patch = speckled[i, 0, max(r - 2, 0) : r + 3, max(c - 2, 0) : c + 3]
+            if chosen < 3 and bool((patch < -0.99).all()):
+                speckled[i, 0, r, c] = 1.0
+                chosen += 1
+        planted[i] = chosen
+    torch.testing.assert_close(stray_pixels(speckled) - stray_pixels(images[:20]), planted)
+    noise = torch.rand(50, 1, 28, 28) * 2 - 1
+    assert stray_pixels(noise).mean() > 20 * max(real.mean().item(), 0.1)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from diffusion_edu.data import load_mnist
-from diffusion_edu.forward import predict_x0_from_eps
+from diffusion_edu.forward import predict_x0_from_eps, q_sample
 from diffusion_edu.models.unet import UNet, UNetConfig
 from diffusion_edu.samplers import ddim_step, ddim_timesteps, sample, sample_steps
 from diffusion_edu.schedules import NoiseSchedule
@@ -112,6 +112,53 @@ def test_diffusion_loss_draws_t_uniformly_from_1_to_T() -> None:
     assert all(abs(c - 1000) < 140 for c in counts[1:5].tolist())
     # A model predicting 0 has loss E[eps^2] = 1 (16,000 draws: std of the mean ~0.011).
     assert abs(loss.item() - 1.0) < 0.06
+
+
+def test_drawn_timesteps_take_the_same_path_as_q_sample() -> None:
+    """The loop's fast path (device tables, no range check) is exactly Eq. 4 via q_sample."""
+    seen: dict[str, torch.Tensor] = {}
+
+    def spy(x_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        seen.update(x_t=x_t, t=t)
+        return torch.zeros_like(x_t)
+
+    schedule = NoiseSchedule.cosine()
+    x0, _ = fake_digits(8)
+    diffusion_loss(spy, x0, schedule, generator=torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)  # the same draws, in the same order: t, then eps
+    t = torch.randint(1, schedule.T + 1, (8,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    torch.testing.assert_close(seen["t"], t, rtol=0, atol=0)
+    torch.testing.assert_close(seen["x_t"], q_sample(x0, t, schedule, eps), rtol=0, atol=0)
+
+
+def test_min_snr_weights_each_image_by_min_snr_gamma_over_snr() -> None:
+    schedule = NoiseSchedule.cosine()
+    model = tiny_model()
+    for p in model.parameters():
+        p.data.normal_(0, 0.05, generator=torch.Generator().manual_seed(1))
+    x0, labels = fake_digits(4)
+    t = torch.tensor([1, 100, 600, 1000])  # SNR from ~1e5 (almost clean) to ~0 (pure noise)
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(2))
+    x_t = q_sample(x0, t, schedule, eps)
+    per_image = ((eps - model(x_t, t, labels)) ** 2).flatten(1).mean(1)  # (4,)
+    snr = schedule.snr[t].float()
+    expected = (torch.clamp(snr, max=5.0) / snr * per_image).mean()
+    got = diffusion_loss(model, x0, schedule, labels, t=t, eps=eps, min_snr_gamma=5.0)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-7)
+    assert got < per_image.mean()  # the nearly clean t=1 image is down-weighted
+    plain = diffusion_loss(model, x0, schedule, labels, t=t, eps=eps)
+    huge_gamma = diffusion_loss(model, x0, schedule, labels, t=t, eps=eps, min_snr_gamma=1e9)
+    torch.testing.assert_close(huge_gamma, plain)  # gamma above every SNR: plain DDPM loss
+    with pytest.raises(ValueError, match="min_snr_gamma"):
+        TrainConfig(min_snr_gamma=-1.0)
+
+
+def test_schedule_tables_are_copied_to_a_device_once() -> None:
+    schedule = NoiseSchedule.linear(T=10)
+    table = schedule.on("sqrt_alpha_bars", "cpu")
+    assert table.dtype == torch.float32 and table is schedule.on("sqrt_alpha_bars", "cpu")
+    torch.testing.assert_close(table, schedule.sqrt_alpha_bars.float())
 
 
 def test_ema_follows_the_formula_with_a_ramped_decay() -> None:
@@ -236,6 +283,44 @@ def test_a_nan_from_the_model_stops_before_the_weights_change() -> None:
     assert info.value.step == 3 and len(records) == 2 and trainer.step == 2
     for name, value in model.state_dict().items():  # step 3 was not applied
         torch.testing.assert_close(value, weights_after_step_2[name], rtol=0, atol=0)
+
+
+def test_reading_losses_back_every_k_steps_gives_the_same_records() -> None:
+    """sync_every=4 (the GPU setting: no waiting for the device each step) loses nothing."""
+    images, labels = fake_digits(32)
+    every_step = quiet_trainer(tiny_model(), images, labels, steps=10)
+    batched = Trainer(
+        tiny_model(), NoiseSchedule.linear(), images, labels, every_step.config, "cpu",
+        verbose=False, progress=False, sync_every=4,
+    )  # fmt: skip
+    reads: list[int] = []
+    read_back = batched._read_back
+    batched._read_back = lambda pending, seconds: (  # type: ignore[method-assign]
+        reads.append(len(pending)) or read_back(pending, seconds)
+    )
+    a, b = list(every_step.run()), list(batched.run())
+    assert reads == [4, 4, 2]  # three device -> host copies for ten steps
+    assert [r.step for r in b] == list(range(1, 11))
+    assert [r.loss for r in b] == [r.loss for r in a]
+    assert [r.grad_norm for r in b] == [r.grad_norm for r in a]
+    assert batched.history["loss"] == every_step.history["loss"]
+    with pytest.raises(ValueError, match="sync_every"):
+        Trainer(tiny_model(), NoiseSchedule.linear(), images, labels, sync_every=0)
+
+
+def test_a_nan_found_in_a_batched_read_back_names_its_step() -> None:
+    images, labels = fake_digits(32)
+    model = tiny_model()
+    trainer = Trainer(
+        model, NoiseSchedule.linear(), images, labels,
+        TrainConfig(steps=12, batch_size=16, precision="fp32", lr=1e9, warmup_steps=0),
+        "cpu", verbose=False, progress=False, sync_every=4,
+    )  # fmt: skip
+    with pytest.raises(TrainingDivergedError) as info:
+        list(trainer.run())
+    message = str(info.value)
+    assert f"step {info.value.step}" in message and "read back every 4 steps" in message
+    assert info.value.step <= trainer.step <= 12 and trainer.step % 4 == 0
 
 
 def test_bf16_autocast_trains_and_reports_its_precision() -> None:

@@ -1,0 +1,154 @@
+"""Pictures for lesson 07 (training on MNIST): a live training monitor, the Min-SNR weights,
+samples beside their nearest training digits."""
+
+from __future__ import annotations
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import torch
+from IPython.display import display
+from matplotlib.figure import Figure
+
+from diffusion_edu.metrics import nearest_neighbour_distances
+from diffusion_edu.samplers import sample
+from diffusion_edu.schedules import NoiseSchedule
+from diffusion_edu.training import Trainer, TrainStep
+from diffusion_edu.viz.plots import make_grid
+from diffusion_edu.viz.widgets import WidgetView
+
+__all__ = ["TrainingMonitor", "plot_min_snr_weights", "plot_nearest_training_digits"]
+
+
+def _smooth(values: list[float], window: int) -> list[float]:
+    """Trailing moving average (the first points average what there is so far)."""
+    out, total = [], 0.0
+    for i, v in enumerate(values):
+        total += v
+        if i >= window:
+            total -= values[i - window]
+        out.append(total / min(i + 1, window))
+    return out
+
+
+class TrainingMonitor(WidgetView):
+    """Watch a run: the loss curve, and digits 0-9 drawn from the EMA model every few steps.
+
+    Pass it as the ``callback`` of :func:`~diffusion_edu.train` (or call it with each record
+    of ``trainer.run()``). Every ``every`` steps (and at the last step) it samples one image
+    per digit with DDIM (``sample_steps`` steps, guidance ``guidance``, always the same seed,
+    so the rows show the *same* noise turning into better digits) and redraws.
+
+    Attributes:
+        snapshots: ``(step, images)`` pairs, images ``(10, 1, 28, 28)`` in [-1, 1].
+        widget: the output area (display the monitor, or ``monitor.widget``).
+    """
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        every: int = 250,
+        sample_steps: int = 20,
+        guidance: float = 2.0,
+        seed: int = 0,
+    ) -> None:
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every!r}.")
+        self.trainer, self.every = trainer, every
+        self.sample_steps, self.guidance, self.seed = sample_steps, guidance, seed
+        self.snapshots: list[tuple[int, torch.Tensor]] = []
+        self.output = widgets.Output()
+        self.widget = self.output
+
+    def snapshot(self) -> torch.Tensor:
+        """Digits 0-9 from the current EMA weights (the model goes back to training after)."""
+        images = sample(
+            self.trainer.ema_model, self.trainer.schedule, labels=list(range(10)),
+            sampler="ddim", steps=self.sample_steps, guidance=self.guidance, seed=self.seed,
+            progress=False,
+        ).cpu()  # fmt: skip
+        self.snapshots.append((self.trainer.step, images))
+        return images
+
+    def __call__(self, record: TrainStep) -> None:
+        last = record.step >= self.trainer.config.steps
+        if record.step % self.every == 0 or last:
+            self.snapshot()
+            self.redraw()
+
+    def figure(self) -> Figure:
+        """Loss (per step and smoothed) on the left, one row of digits per snapshot on the right."""
+        history = self.trainer.history
+        fig, (ax_loss, ax_img) = plt.subplots(
+            1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1, 1.25]}
+        )
+        if history["loss"]:
+            window = max(1, len(history["loss"]) // 30)
+            ax_loss.plot(history["step"], history["loss"], color="0.75", lw=0.6, label="per step")
+            ax_loss.plot(history["step"], _smooth(history["loss"], window), color="C0",
+                         label=f"moving average ({window} steps)")  # fmt: skip
+            ax_loss.set_yscale("log")
+            ax_loss.legend(loc="upper right", fontsize=8)
+        ax_loss.set(xlabel="optimiser step", ylabel="loss (MSE of the noise, log scale)",
+                    title="Training loss")  # fmt: skip
+        ax_img.axis("off")
+        if self.snapshots:
+            rows = torch.cat([images for _, images in self.snapshots])  # (10 * S, 1, 28, 28)
+            ax_img.imshow(make_grid(rows, nrow=10), cmap="gray", vmin=0, vmax=1)
+            n = len(self.snapshots)
+            for i, (step, _) in enumerate(self.snapshots):
+                y = (i + 0.5) / n
+                ax_img.text(-0.02, 1 - y, f"step {step}", transform=ax_img.transAxes,
+                            ha="right", va="center", fontsize=8)  # fmt: skip
+            ax_img.set_title(f"Digits 0-9 from the EMA model (same noise each row, "
+                             f"DDIM-{self.sample_steps}, guidance {self.guidance:g})")  # fmt: skip
+        fig.tight_layout()
+        return fig
+
+    def redraw(self) -> None:
+        fig = self.figure()
+        with self.output:
+            self.output.clear_output(wait=True)
+            display(fig)
+        plt.close(fig)
+
+
+def plot_min_snr_weights(schedule: NoiseSchedule, gamma: float = 5.0) -> Figure:
+    """SNR(t) and the Min-SNR weight min(SNR, gamma) / SNR against t, on log axes."""
+    t = torch.arange(1, schedule.T + 1)
+    snr = schedule.snr[1:]
+    weight = snr.clamp(max=gamma) / snr
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.4))
+    ax1.semilogy(t, snr, color="C0")
+    ax1.axhline(gamma, color="C3", ls="--", lw=1, label=f"gamma = {gamma:g}")
+    ax1.set(xlabel="timestep t", ylabel="SNR(t) = alpha_bar / (1 - alpha_bar)",
+            title=f"Signal-to-noise ratio ({schedule.name} schedule)")  # fmt: skip
+    ax1.legend()
+    ax2.semilogy(t, weight, color="C3")
+    cross = int((snr > gamma).sum())  # timesteps 1..cross have SNR above gamma
+    ax2.axvspan(1, max(cross, 1), color="C3", alpha=0.08)
+    ax2.text(cross / 2, 0.5 * (weight.min() * 1.0) ** 0.5, f"t <= {cross}:\ndown-weighted",
+             ha="center", fontsize=9)  # fmt: skip
+    ax2.set(xlabel="timestep t", ylabel="weight of that image's error",
+            title="Min-SNR weight min(SNR, gamma) / SNR")  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+def plot_nearest_training_digits(
+    samples: torch.Tensor, train_images: torch.Tensor, n: int = 10
+) -> Figure:
+    """Top row: samples; bottom row: the closest training digit to each (pixel distance)."""
+    samples = samples[:n].cpu()
+    dist, idx = nearest_neighbour_distances(samples, train_images)  # (n, 1) each
+    dist, idx = dist[:, 0], idx[:, 0]
+    pairs = torch.cat([samples, train_images[idx].cpu()])  # (2n, 1, 28, 28)
+    fig, ax = plt.subplots(figsize=(1.1 * len(samples), 2.8))
+    ax.imshow(make_grid(pairs, nrow=len(samples)), cmap="gray", vmin=0, vmax=1)
+    ax.set_yticks([15, 45], ["sample", "nearest\ntraining\ndigit"])
+    ax.set_xticks([30 * i + 16 for i in range(len(samples))],
+                  [f"{d:.1f}" for d in dist.tolist()], fontsize=8)  # fmt: skip
+    ax.set_xlabel("pixel distance between the two (a copy would be ~0)")
+    ax.set_title("Are the samples new digits, or copies of training digits?")
+    for side in ax.spines.values():
+        side.set_visible(False)
+    return fig
