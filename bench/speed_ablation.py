@@ -53,7 +53,7 @@ def make_trainer(variant: str, args: argparse.Namespace, data) -> Trainer:  # no
     config = TrainConfig(steps=10**6, batch_size=args.batch_size, precision=args.precision,
                          min_snr_gamma=5.0)  # fmt: skip
     trainer = Trainer(model, NoiseSchedule.cosine(), data.images, data.labels, config, "cpu",
-                      verbose=False, progress=False)  # fmt: skip
+                      verbose=False, progress=False, compile=variant == "compile")  # fmt: skip
     library = variant in ("library", "compile")
     if variant != "fused AdamW" and not library:
         trainer.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, fused=False,
@@ -63,8 +63,6 @@ def make_trainer(variant: str, args: argparse.Namespace, data) -> Trainer:  # no
     if variant == "channels_last":
         model.to(memory_format=torch.channels_last)
         trainer.images = trainer.images.contiguous(memory_format=torch.channels_last)
-    if variant == "compile":
-        trainer.ddp_model = torch.compile(model)
     return trainer
 
 

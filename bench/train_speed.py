@@ -38,10 +38,8 @@ def measure(args: argparse.Namespace, data, device: torch.device, precision: str
         model, NoiseSchedule.cosine(), data.images, data.labels,
         TrainConfig(steps=10**6, batch_size=args.batch_size, precision=precision,
                     min_snr_gamma=5.0),
-        device, verbose=False, progress=False,
+        device, verbose=False, progress=False, compile=compiled,
     )  # fmt: skip
-    if compiled:
-        trainer.ddp_model = torch.compile(trainer.model)
 
     def run(steps: int) -> float:
         start = time.perf_counter()

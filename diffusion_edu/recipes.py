@@ -22,7 +22,7 @@ from typing import Literal
 
 import torch
 
-from diffusion_edu.device import pick_device, quick_mode
+from diffusion_edu.device import autocast_dtype, pick_device, quick_mode
 from diffusion_edu.models.unet import UNetConfig
 from diffusion_edu.training import TrainConfig
 
@@ -128,4 +128,10 @@ def digits_recipe(
         where = "an Apple GPU" if device.type == "mps" else "the CPU"
         why = f"Training on {where}, so the five-minute recipe"
     c = recipe.train_config
-    return recipe, (f"{why}: {c.steps:,} steps of batch {c.batch_size} ({recipe.expect}).")
+    note = ""
+    if device.type == "cpu" and autocast_dtype(device) is None:
+        note = (
+            " This CPU has no native bfloat16, so it trains in float32: expect about 1.6x "
+            "longer (set USE_PRETRAINED = True to skip training)."
+        )
+    return recipe, f"{why}: {c.steps:,} steps of batch {c.batch_size} ({recipe.expect}).{note}"

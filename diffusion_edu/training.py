@@ -320,6 +320,8 @@ class Trainer:
             all queued work, so it cannot queue the next steps meanwhile; on the CPU reading is
             free. Default: 1 on the CPU (a NaN loss is caught *before* its step is applied), 25
             on a GPU (caught up to 24 steps late; the last checkpoint is still untouched).
+        compile: run the model through ``torch.compile`` for training (weights, checkpoints
+            and the EMA model stay plain modules).
 
     Under ``torch.distributed`` (e.g. ``torchrun``) the model is wrapped in
     DistributedDataParallel, each process trains on its own shard (every ``world_size``-th
@@ -339,6 +341,7 @@ class Trainer:
         verbose: bool = True,
         progress: bool = True,
         sync_every: int | None = None,
+        compile: bool = False,
     ) -> None:
         self.config = config = config or TrainConfig()
         self.device = device = pick_device(device)
@@ -370,6 +373,11 @@ class Trainer:
             self.ddp_model = DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None
             )
+        if compile:
+            # Fuses the network's small operations into a few generated kernels. The first
+            # steps are slow while it compiles (30-90 s on a 2-core CPU, where it gained only
+            # 1.13x per step: see docs/performance.md), so it is off by default.
+            self.ddp_model = torch.compile(self.ddp_model)
         self.ema = EMA(self.model, config.ema_decay)
         # fused: one kernel updates every tensor (CPU and CUDA); measured 5% faster on 2 cores.
         self.optimizer = torch.optim.AdamW(

@@ -121,3 +121,11 @@ def test_nearest_training_digits_finds_an_exact_copy() -> None:
     fig = plot_nearest_training_digits(samples, train, n=3)
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels[0] == "0.0" and float(labels[1]) > 1.0
+
+
+def test_a_cpu_without_bf16_is_warned_that_training_takes_longer(monkeypatch) -> None:
+    monkeypatch.setattr("diffusion_edu.recipes.autocast_dtype", lambda device: None)
+    _, why = digits_recipe("cpu", quick=False)
+    assert "float32" in why and "USE_PRETRAINED" in why
+    monkeypatch.setattr("diffusion_edu.recipes.autocast_dtype", lambda device: torch.bfloat16)
+    assert "float32" not in digits_recipe("cpu", quick=False)[1]

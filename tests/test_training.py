@@ -395,3 +395,19 @@ def test_guidance_calls_the_unconditional_branch_and_mixes_as_ho_and_salimans() 
         assert any((s == 10).any() for s in spy.seen) == expect_null
         eps_used = torch.full_like(x_T, w)
         torch.testing.assert_close(step.x0_hat, predict_x0_from_eps(x_T, 20, eps_used, schedule))
+
+
+@pytest.mark.slow
+def test_compiled_training_matches_eager_and_saves_a_plain_model() -> None:
+    """--compile changes speed, not results: same losses (to rounding), plain weights saved."""
+    images, labels = fake_digits(32)
+    eager = quiet_trainer(tiny_model(), images, labels, steps=3)
+    compiled = Trainer(
+        tiny_model(), NoiseSchedule.linear(), images, labels, eager.config, "cpu",
+        verbose=False, progress=False, compile=True,
+    )  # fmt: skip
+    a = [r.loss for r in eager.run()]
+    b = [r.loss for r in compiled.run()]
+    torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=1e-4, atol=1e-5)
+    assert type(compiled.model) is UNet and type(compiled.ema_model) is UNet
+    assert compiled.ddp_model is not compiled.model  # the compiled wrapper trains
