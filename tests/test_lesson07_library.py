@@ -129,3 +129,15 @@ def test_a_cpu_without_bf16_is_warned_that_training_takes_longer(monkeypatch) ->
     assert "float32" in why and "USE_PRETRAINED" in why
     monkeypatch.setattr("diffusion_edu.recipes.autocast_dtype", lambda device: torch.bfloat16)
     assert "float32" not in digits_recipe("cpu", quick=False)[1]
+
+
+def test_show_images_draws_minus_one_as_black_and_plus_one_as_white() -> None:
+    from diffusion_edu.viz.plots import show_images
+
+    images = torch.full((4, 1, 28, 28), -1.0)
+    images[:, :, 10:18, 10:18] = 1.0  # a white square on black
+    for kwargs in ({}, {"labels": ["a", "b", "c", "d"]}):
+        fig = show_images(images, nrow=4, **kwargs)
+        shown = torch.as_tensor(fig.axes[0].get_images()[0].get_array())
+        assert shown[3:7, 3:7].max() == 0.0  # background: black (0), not grey
+        assert shown.max() == 1.0

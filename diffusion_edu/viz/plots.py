@@ -131,7 +131,7 @@ def show_images(
             fig.suptitle(title)
         fig.tight_layout()
         return fig
-    grid = make_grid(arr, nrow=nrow)
+    grid = make_grid(images, nrow=nrow)  # (make_grid maps [-1, 1] to [0, 1] itself)
     if ax is None:
         fig, ax = plt.subplots(figsize=(scale * grid.shape[1] / 30, scale * grid.shape[0] / 30))
     else:

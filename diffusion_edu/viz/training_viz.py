@@ -4,7 +4,6 @@ samples beside their nearest training digits."""
 from __future__ import annotations
 
 import ipywidgets as widgets
-import matplotlib.pyplot as plt
 import torch
 from IPython.display import display
 from matplotlib.figure import Figure
@@ -13,7 +12,7 @@ from diffusion_edu.metrics import nearest_neighbour_distances
 from diffusion_edu.samplers import sample
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.training import Trainer, TrainStep
-from diffusion_edu.viz.plots import make_grid
+from diffusion_edu.viz.plots import LessonFigure, make_grid
 from diffusion_edu.viz.widgets import WidgetView
 
 __all__ = ["TrainingMonitor", "plot_min_snr_weights", "plot_nearest_training_digits"]
@@ -78,9 +77,8 @@ class TrainingMonitor(WidgetView):
     def figure(self) -> Figure:
         """Loss (per step and smoothed) on the left, one row of digits per snapshot on the right."""
         history = self.trainer.history
-        fig, (ax_loss, ax_img) = plt.subplots(
-            1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1, 1.25]}
-        )
+        fig = LessonFigure(figsize=(11, 3.6))
+        ax_loss, ax_img = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.25]})
         if history["loss"]:
             window = max(1, len(history["loss"]) // 30)
             ax_loss.plot(history["step"], history["loss"], color="0.75", lw=0.6, label="per step")
@@ -99,8 +97,10 @@ class TrainingMonitor(WidgetView):
                 y = (i + 0.5) / n
                 ax_img.text(-0.02, 1 - y, f"step {step}", transform=ax_img.transAxes,
                             ha="right", va="center", fontsize=8)  # fmt: skip
-            ax_img.set_title(f"Digits 0-9 from the EMA model (same noise each row, "
-                             f"DDIM-{self.sample_steps}, guidance {self.guidance:g})")  # fmt: skip
+            ax_img.set_title(f"Digits 0-9 from the EMA model (DDIM-{self.sample_steps}, "
+                             f"guidance {self.guidance:g})", fontsize=10)  # fmt: skip
+            ax_img.text(0.5, -0.04, "the same starting noise in every row",
+                        transform=ax_img.transAxes, ha="center", va="top", fontsize=8)  # fmt: skip
         fig.tight_layout()
         return fig
 
@@ -109,7 +109,6 @@ class TrainingMonitor(WidgetView):
         with self.output:
             self.output.clear_output(wait=True)
             display(fig)
-        plt.close(fig)
 
 
 def plot_min_snr_weights(schedule: NoiseSchedule, gamma: float = 5.0) -> Figure:
@@ -117,7 +116,8 @@ def plot_min_snr_weights(schedule: NoiseSchedule, gamma: float = 5.0) -> Figure:
     t = torch.arange(1, schedule.T + 1)
     snr = schedule.snr[1:]
     weight = snr.clamp(max=gamma) / snr
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 3.4))
+    fig = LessonFigure(figsize=(11, 3.4))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.semilogy(t, snr, color="C0")
     ax1.axhline(gamma, color="C3", ls="--", lw=1, label=f"gamma = {gamma:g}")
     ax1.set(xlabel="timestep t", ylabel="SNR(t) = alpha_bar / (1 - alpha_bar)",
@@ -142,7 +142,8 @@ def plot_nearest_training_digits(
     dist, idx = nearest_neighbour_distances(samples, train_images)  # (n, 1) each
     dist, idx = dist[:, 0], idx[:, 0]
     pairs = torch.cat([samples, train_images[idx].cpu()])  # (2n, 1, 28, 28)
-    fig, ax = plt.subplots(figsize=(1.1 * len(samples), 2.8))
+    fig = LessonFigure(figsize=(1.1 * len(samples), 2.8))
+    ax = fig.subplots()
     ax.imshow(make_grid(pairs, nrow=len(samples)), cmap="gray", vmin=0, vmax=1)
     ax.set_yticks([15, 45], ["sample", "nearest\ntraining\ndigit"])
     ax.set_xticks([30 * i + 16 for i in range(len(samples))],
