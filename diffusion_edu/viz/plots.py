@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.axes import Axes
@@ -109,6 +108,9 @@ def show_images(
 ) -> Figure:
     """Show a batch of images in [-1, 1] as a grid (white digits on black).
 
+    Returns a :class:`LessonFigure` (not registered with pyplot), so a cell that ends with
+    ``show_images(...)`` shows it once.
+
     With ``labels`` (one string per image) each image gets its own small panel and caption.
     """
     arr = to_display(images)
@@ -119,9 +121,8 @@ def show_images(
             raise ValueError(f"got {len(labels)} labels for {len(arr)} images.")
         ncol = min(nrow, len(arr))
         nrows = -(-len(arr) // ncol)
-        fig, axes = plt.subplots(
-            nrows, ncol, figsize=(scale * 1.3 * ncol, scale * 1.5 * nrows), squeeze=False
-        )
+        fig = LessonFigure(figsize=(scale * 1.3 * ncol, scale * 1.5 * nrows))
+        axes = fig.subplots(nrows, ncol, squeeze=False)
         for i, a in enumerate(axes.flat):
             a.axis("off")
             if i < len(arr):
@@ -133,7 +134,8 @@ def show_images(
         return fig
     grid = make_grid(images, nrow=nrow)  # (make_grid maps [-1, 1] to [0, 1] itself)
     if ax is None:
-        fig, ax = plt.subplots(figsize=(scale * grid.shape[1] / 30, scale * grid.shape[0] / 30))
+        fig = LessonFigure(figsize=(scale * grid.shape[1] / 30, scale * grid.shape[0] / 30))
+        ax = fig.subplots()
     else:
         fig = ax.figure
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
