@@ -82,8 +82,9 @@ class TrainingMonitor(WidgetView):
         if history["loss"]:
             window = max(1, len(history["loss"]) // 30)
             ax_loss.plot(history["step"], history["loss"], color="0.75", lw=0.6, label="per step")
+            steps = f"{window} step{'s' if window > 1 else ''}"
             ax_loss.plot(history["step"], _smooth(history["loss"], window), color="C0",
-                         label=f"moving average ({window} steps)")  # fmt: skip
+                         label=f"moving average ({steps})")  # fmt: skip
             ax_loss.set_yscale("log")
             ax_loss.legend(loc="upper right", fontsize=8)
         ax_loss.set(xlabel="optimiser step", ylabel="loss (MSE of the noise, log scale)",
