@@ -4,7 +4,7 @@ Two recipes, both a class-conditional U-Net on the 4,500 bundled training digits
 cosine schedule, AdamW with warm-up and cosine decay, EMA 0.995, label dropout 0.1 and the
 Min-SNR loss weighting (:func:`~diffusion_edu.training.diffusion_loss`):
 
-* ``"five_minutes"``: the small U-Net (0.2M parameters), 1,500 steps. About four minutes on
+* ``"five_minutes"``: the small U-Net (0.2M parameters), 1,500 steps. Four to five minutes on
   a 2-core CPU; its digits score ~99% class agreement (docs/performance.md).
 * ``"pretrained"``: the same model trained longer: the recipe of the model that ships in
   ``data/pretrained/`` (:func:`~diffusion_edu.load_pretrained`).
@@ -89,7 +89,7 @@ RECIPES: dict[str, Recipe] = {
         model_config=SMALL_UNET,
         schedule="cosine",
         train_config=dataclasses.replace(_COMMON, steps=1500),
-        expect="about 4 minutes on a 2-core CPU (bf16); ~99% class agreement at guidance 2",
+        expect="4-5 minutes on a 2-core CPU (bf16); ~99% class agreement at guidance 2",
     ),
     "pretrained": Recipe(
         name="pretrained",
