@@ -108,7 +108,11 @@ def q_step(
 
 
 def q_sample(
-    x0: torch.Tensor, t: int | torch.Tensor, schedule: NoiseSchedule, noise: torch.Tensor
+    x0: torch.Tensor,
+    t: int | torch.Tensor,
+    schedule: NoiseSchedule,
+    noise: torch.Tensor,
+    check: bool = True,
 ) -> torch.Tensor:
     """Jump straight from x_0 to x_t: the closed form of t Markov steps.
 
@@ -117,14 +121,20 @@ def q_sample(
         x_t = sqrt(alpha_bar_t) * x_0 + sqrt(1 - alpha_bar_t) * noise.
 
     ``t = 0`` is allowed and returns x_0 unchanged (alpha_bar_0 = 1).
+
+    ``check=False`` skips the shape and range checks, which read ``t`` back to the CPU (on a
+    GPU that makes the CPU wait): for callers that drew ``t`` in 0..T themselves, such as the
+    training loss. ``t`` must then be a LongTensor of shape ``(B,)``, on any device.
     """
-    batch = _batch_size(x0, "x0")
-    check_same_shape(x0, noise, "x0", "noise")
-    t = as_timesteps(t, batch, schedule, low=0)
-    return (
-        coef(schedule.sqrt_alpha_bars, t, x0) * x0
-        + coef(schedule.sqrt_one_minus_alpha_bars, t, x0) * noise
-    )
+    if check:
+        batch = _batch_size(x0, "x0")
+        check_same_shape(x0, noise, "x0", "noise")
+        t = as_timesteps(t, batch, schedule, low=0)
+    t = t.to(x0.device)
+    shape = (-1,) + (1,) * (x0.ndim - 1)  # (B, 1, 1, 1): one coefficient per image
+    sqrt_alpha_bar = schedule.on("sqrt_alpha_bars", x0.device, x0.dtype)[t].view(shape)
+    sqrt_one_minus = schedule.on("sqrt_one_minus_alpha_bars", x0.device, x0.dtype)[t].view(shape)
+    return sqrt_alpha_bar * x0 + sqrt_one_minus * noise
 
 
 def q_posterior(

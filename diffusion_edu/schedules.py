@@ -184,11 +184,14 @@ class NoiseSchedule:
             raise ValueError("a saved schedule must be a dict with a 'betas' entry (see to_dict).")
         return cls(d["betas"], name=str(d.get("name", "custom")))  # type: ignore[arg-type]
 
-    def on(self, name: str, device: torch.device | str, dtype: torch.dtype = torch.float32):
+    def on(
+        self, name: str, device: torch.device | str, dtype: torch.dtype = torch.float32
+    ) -> torch.Tensor:
         """The table ``name`` (e.g. ``"sqrt_alpha_bars"``) as ``dtype`` on ``device``, cached.
 
-        The training loop looks its coefficients up here, so that the float64 CPU tables are
-        copied to the GPU once, not every step (each copy would make the GPU wait for the CPU).
+        ``q_sample`` and the training loss look their coefficients up here, so that the
+        float64 CPU tables are copied to the GPU once, not every step (each copy would make the
+        GPU wait for the CPU). The values are the float64 ones rounded once to ``dtype``.
         """
         key = (name, str(torch.device(device)), dtype)
         cache = self.__dict__.setdefault("_device_tables", {})

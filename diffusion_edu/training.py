@@ -239,20 +239,13 @@ def diffusion_loss(
     """
     batch = x0.shape[0]
     draw_device = generator.device if generator is not None else x0.device
-    drawn_here = t is None  # drawn here, so in range: skip q_sample's check (a GPU -> CPU sync)
+    drawn_here = t is None  # drawn here, so in range: q_sample needs no check (a GPU -> CPU sync)
     if t is None:
         t = torch.randint(1, schedule.T + 1, (batch,), generator=generator, device=draw_device)
     if eps is None:
         eps = torch.randn(x0.shape, generator=generator, device=draw_device, dtype=x0.dtype)
     t, eps = t.to(x0.device), eps.to(x0.device)
-    if drawn_here:
-        shape = (batch,) + (1,) * (x0.ndim - 1)  # (B, 1, 1, 1)
-        x_t = (
-            schedule.on("sqrt_alpha_bars", x0.device)[t].view(shape) * x0
-            + schedule.on("sqrt_one_minus_alpha_bars", x0.device)[t].view(shape) * eps
-        )  # Eq. 4, exactly what q_sample computes
-    else:
-        x_t = q_sample(x0, t, schedule, eps)  # (B, C, H, W)
+    x_t = q_sample(x0, t, schedule, eps, check=not drawn_here)  # (B, C, H, W), Eq. 4
     eps_hat = model(x_t, t, labels)  # (B, C, H, W)
     if min_snr_gamma <= 0:
         return F.mse_loss(eps_hat.float(), eps.float())

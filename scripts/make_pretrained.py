@@ -61,18 +61,23 @@ def main() -> None:
     n = len(labels)
     record["frechet_floor_same_n"] = round(frechet_floor(n), 3)
     record["real_heldout_stray_pixels_per_image"] = round(float(stray_pixels(heldout).mean()), 3)
-    for guidance in (1.0, 2.0):
+
+    def score(labels: torch.Tensor, sampler: str, steps: int | None, guidance: float) -> dict:
+        """Sample one image per label (seed 0) and measure it against the held-out digits."""
         start = time.perf_counter()
-        images = sample(model, checkpoint.schedule, labels=labels, sampler="ddim", steps=50,
-                        guidance=guidance, seed=0, progress=False)  # fmt: skip
+        images = sample(model, checkpoint.schedule, labels=labels, sampler=sampler, steps=steps,
+                        guidance=guidance, seed=0, progress=sampler == "ddpm")  # fmt: skip
         seconds = time.perf_counter() - start
-        key = f"ddim50_guidance{guidance:g}"
-        record[key] = {
+        return {
             "class_agreement": round(class_agreement(images, labels), 4),
             "frechet_distance": round(frechet_distance(images, heldout), 3),
             "stray_pixels_per_image": round(float(stray_pixels(images).mean()), 3),
-            "seconds_per_image": round(seconds / n, 4),
+            "seconds_per_image": round(seconds / len(labels), 4),
         }
+
+    for guidance in (1.0, 2.0):
+        key = f"ddim50_guidance{guidance:g}"
+        record[key] = score(labels, "ddim", 50, guidance)
         print(key, record[key])
     if args.ddpm_per_class > 0:  # both samplers on the same labels and seed
         labels = torch.arange(10).repeat_interleave(args.ddpm_per_class)
@@ -81,16 +86,7 @@ def main() -> None:
             "samples": len(labels), "guidance": 2.0, "frechet_floor_same_n": floor,
         }  # fmt: skip
         for name, sampler, steps in (("ddim50", "ddim", 50), ("ddpm1000", "ddpm", None)):
-            start = time.perf_counter()
-            images = sample(model, checkpoint.schedule, labels=labels, sampler=sampler,
-                            steps=steps, guidance=2.0, seed=0, progress=True)  # fmt: skip
-            seconds = time.perf_counter() - start
-            comparison[name] = {
-                "class_agreement": round(class_agreement(images, labels), 4),
-                "frechet_distance": round(frechet_distance(images, heldout), 3),
-                "stray_pixels_per_image": round(float(stray_pixels(images).mean()), 3),
-                "seconds_per_image": round(seconds / len(labels), 4),
-            }
+            comparison[name] = score(labels, sampler, steps, 2.0)
             print(name, comparison[name])
         record["ddim50_vs_ddpm1000"] = comparison
     record_path = args.out.with_suffix(".json")

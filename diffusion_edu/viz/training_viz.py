@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from diffusion_edu.metrics import nearest_neighbour_distances
 from diffusion_edu.samplers import sample
 from diffusion_edu.schedules import NoiseSchedule
-from diffusion_edu.training import Trainer, TrainStep
+from diffusion_edu.training import Trainer, TrainStep, min_snr_weight
 from diffusion_edu.viz.plots import LessonFigure, make_grid
 from diffusion_edu.viz.widgets import WidgetView
 
@@ -116,7 +116,7 @@ def plot_min_snr_weights(schedule: NoiseSchedule, gamma: float = 5.0) -> Figure:
     """SNR(t) and the Min-SNR weight min(SNR, gamma) / SNR against t, on log axes."""
     t = torch.arange(1, schedule.T + 1)
     snr = schedule.snr[1:]
-    weight = snr.clamp(max=gamma) / snr
+    weight = min_snr_weight(snr, gamma)
     fig = LessonFigure(figsize=(11, 3.4))
     ax1, ax2 = fig.subplots(1, 2)
     ax1.semilogy(t, snr, color="C0")
