@@ -1,6 +1,7 @@
 # diffusion_edu: the two commands a newcomer needs.
 #   make lab    create .venv (first time only), install, open JupyterLab on notebooks/
 #   make test   create .venv (first time only), install, run the library tests and every notebook
+#   make lint   ruff check and ruff format --check (CI runs it before make test)
 # Re-running either is fast: the install step only re-runs when pyproject.toml changes.
 
 PYTHON ?= python3
@@ -26,6 +27,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 clean-venv:
 	rm -rf $(VENV)

@@ -5,8 +5,8 @@
 
 For each checkpoint: one image per class (0..9), DDIM-50, guidance 2, the same seed, EMA
 weights. Each row is labelled with the optimiser step and the training minutes up to it,
-summed from the checkpoint's own per-step timings (``history["images_per_s"]``), so checkpoint
-writes and sampling are not counted. Prints a table of the same.
+from the checkpoint's own per-step timings (``history["seconds"]``: summed step times), so
+checkpoint writes and sampling are not counted. Prints a table of the same.
 """
 
 from __future__ import annotations
@@ -35,8 +35,7 @@ def main() -> None:
     rows = []
     for path in sorted(args.checkpoints):
         ckpt = load_checkpoint(path)
-        batch = ckpt.train_config["batch_size"]
-        minutes = sum(batch / ips for ips in ckpt.history["images_per_s"]) / 60
+        minutes = ckpt.history["seconds"][-1] / 60
         start = time.perf_counter()
         images = sample(ckpt.build_model(), ckpt.schedule, labels=list(range(10)),
                         sampler="ddim", steps=args.steps, guidance=args.guidance, seed=0,

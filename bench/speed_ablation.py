@@ -30,10 +30,11 @@ from collections.abc import Callable
 import torch
 
 from diffusion_edu.data import load_mnist
+from diffusion_edu.loop import EMA, TensorBatches, TrainConfig, Trainer
 from diffusion_edu.models.unet import UNet
 from diffusion_edu.recipes import MODEL_SIZES
 from diffusion_edu.schedules import NoiseSchedule
-from diffusion_edu.training import EMA, TrainConfig, Trainer
+from diffusion_edu.training import DiffusionLoss
 
 
 class LoopEMA(EMA):
@@ -51,9 +52,10 @@ def make_trainer(variant: str, args: argparse.Namespace, data) -> Trainer:  # no
     torch.manual_seed(0)
     model = UNet(dataclasses.replace(MODEL_SIZES[args.model_size], num_classes=10))
     config = TrainConfig(steps=10**6, batch_size=args.batch_size, precision=args.precision,
-                         min_snr_gamma=5.0)  # fmt: skip
-    trainer = Trainer(model, NoiseSchedule.cosine(), data.images, data.labels, config, "cpu",
-                      verbose=False, progress=False, compile=variant == "compile")  # fmt: skip
+                         compile=variant == "compile")  # fmt: skip
+    trainer = Trainer(model, DiffusionLoss(NoiseSchedule.cosine(), min_snr_gamma=5.0),
+                      TensorBatches(data.images, data.labels), config, "cpu", verbose=False,
+                      progress=False)  # fmt: skip
     library = variant in ("library", "compile")
     if variant != "fused AdamW" and not library:
         trainer.optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, fused=False,
@@ -62,7 +64,8 @@ def make_trainer(variant: str, args: argparse.Namespace, data) -> Trainer:  # no
         trainer.ema.__class__ = LoopEMA  # same state, the old update
     if variant == "channels_last":
         model.to(memory_format=torch.channels_last)
-        trainer.images = trainer.images.contiguous(memory_format=torch.channels_last)
+        images, labels = trainer.data.tensors
+        trainer.data = TensorBatches(images.contiguous(memory_format=torch.channels_last), labels)
     return trainer
 
 

@@ -22,10 +22,11 @@ import torch
 
 from diffusion_edu.data import load_mnist
 from diffusion_edu.device import pick_device
+from diffusion_edu.loop import TensorBatches, TrainConfig, Trainer
 from diffusion_edu.models.unet import UNet, count_parameters
 from diffusion_edu.recipes import MODEL_SIZES
 from diffusion_edu.schedules import NoiseSchedule
-from diffusion_edu.training import TrainConfig, Trainer
+from diffusion_edu.training import DiffusionLoss
 
 
 def measure(args: argparse.Namespace, data, device: torch.device, precision: str,  # noqa: ANN001
@@ -35,10 +36,11 @@ def measure(args: argparse.Namespace, data, device: torch.device, precision: str
     torch.manual_seed(0)
     model = UNet(config)
     trainer = Trainer(
-        model, NoiseSchedule.cosine(), data.images, data.labels,
+        model, DiffusionLoss(NoiseSchedule.cosine(), min_snr_gamma=5.0),
+        TensorBatches(data.images, data.labels),
         TrainConfig(steps=10**6, batch_size=args.batch_size, precision=precision,
-                    min_snr_gamma=5.0),
-        device, verbose=False, progress=False, compile=compiled,
+                    compile=compiled),
+        device, verbose=False, progress=False,
     )  # fmt: skip
 
     def run(steps: int) -> float:

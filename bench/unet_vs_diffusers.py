@@ -22,15 +22,11 @@ from collections.abc import Callable
 
 import torch
 
-from diffusion_edu import (
-    NoiseSchedule,
-    UNet,
-    UNetConfig,
-    count_parameters,
-    diffusion_loss,
-    pick_device,
-    sample,
-)
+from diffusion_edu.device import pick_device
+from diffusion_edu.models.unet import UNet, UNetConfig, count_parameters
+from diffusion_edu.samplers import sample
+from diffusion_edu.schedules import NoiseSchedule
+from diffusion_edu.training import diffusion_loss
 
 
 def diffusers_unet(num_classes: int = 10) -> torch.nn.Module:

@@ -5,22 +5,27 @@ numbers, strings and tensors - so it can be read back with ``torch.load(..., wei
 which refuses to run code. (A plain ``torch.load`` unpickles arbitrary Python objects, and a
 pickle can be made to run any function while loading: never use it on a file you did not make.)
 
-What is inside (``format_version`` 1):
+What is inside (``format_version`` 2; version 1 files, which had no ``model_kind``, ``loss``,
+``plan`` or ``extra``, are still read):
 
 =====================  ===========================================================
 key                    value
 =====================  ===========================================================
 ``format``             the string ``"diffusion_edu.checkpoint"``
-``format_version``     1
-``model_config``       the :class:`~diffusion_edu.UNetConfig` as a plain dict
+``format_version``     2
+``model_kind``         which model class, e.g. ``"unet"`` (``diffusion_edu.models.MODEL_CLASSES``)
+``model_config``       the model's config dataclass as a plain dict (its ``prediction`` too)
 ``model``              the model's ``state_dict`` (the raw, last-step weights)
 ``ema``                the EMA weights' ``state_dict`` (what samples best), or None
-``schedule``           :meth:`NoiseSchedule.to_dict` (name, T, betas)
+``schedule``           :meth:`NoiseSchedule.to_dict` (name, T, betas), or None
 ``step``               how many optimiser steps were taken
 ``optimizer``          the optimiser's ``state_dict``, or None
 ``rng``                random-number-generator states (for an exact resume), or None
-``train_config``       the training hyper-parameters as a plain dict, or None
-``history``            per-step logs ``{"step": [...], "loss": [...], ...}``, or None
+``train_config``       the loop's :class:`~diffusion_edu.TrainConfig` as a plain dict, or None
+``loss``               the loss's settings (e.g. Min-SNR gamma, condition dropout), or None
+``history``            per-step records as columns ``{"step": [...], "loss": [...], ...}``, or None
+``plan``               what a wall-clock budget decided (steps in total), or None
+``extra``              plain data of the program that trained it (e.g. the CLI's data options)
 =====================  ===========================================================
 
 Files are written atomically: to a temporary file in the same folder, flushed to disk
@@ -30,10 +35,9 @@ previous checkpoint intact, never half a file.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import pickle
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,14 +45,21 @@ from typing import Any
 import torch
 
 from diffusion_edu.files import atomic_write
-from diffusion_edu.models.unet import UNet, UNetConfig
+from diffusion_edu.models.common import (
+    MODEL_CLASSES,
+    config_from_dict,
+    config_to_dict,
+    model_kind,
+    unwrap,
+)
 from diffusion_edu.schedules import NoiseSchedule
 
-__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint", "atomic_write"]
+__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint"]
 
 FORMAT = "diffusion_edu.checkpoint"
-FORMAT_VERSION = 1
-_REQUIRED_KEYS = ("model_config", "model", "schedule", "step")
+FORMAT_VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+_REQUIRED_KEYS = ("model_config", "model", "step")
 
 
 class CheckpointError(ValueError):
@@ -59,24 +70,30 @@ class CheckpointError(ValueError):
 class Checkpoint:
     """What :func:`load_checkpoint` returns. Build a model with :meth:`build_model`."""
 
-    model_config: UNetConfig
+    model_kind: str
+    model_config: Any
     model_state: dict[str, torch.Tensor] = field(repr=False)
-    schedule: NoiseSchedule
+    schedule: NoiseSchedule | None
     step: int
     ema_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
     optimizer_state: dict[str, Any] | None = field(default=None, repr=False)
     rng_state: dict[str, Any] | None = field(default=None, repr=False)
     train_config: dict[str, Any] | None = None
+    loss: dict[str, Any] | None = None
     history: dict[str, list[float]] | None = field(default=None, repr=False)
+    plan: dict[str, Any] | None = None
+    extra: dict[str, Any] | None = None
     path: Path | None = None
 
-    def build_model(self, ema: bool = True, device: torch.device | str | None = None) -> UNet:
-        """A :class:`UNet` with the saved weights, in eval mode.
+    def build_model(
+        self, ema: bool = True, device: torch.device | str | None = None
+    ) -> torch.nn.Module:
+        """The model with the saved weights, in eval mode.
 
         ``ema=True`` (default) loads the EMA weights when the checkpoint has them: they are the
         ones to sample from. ``ema=False`` loads the raw last-step weights.
         """
-        model = UNet(self.model_config)
+        model = MODEL_CLASSES[self.model_kind](self.model_config)
         state = self.ema_state if (ema and self.ema_state is not None) else self.model_state
         try:
             model.load_state_dict(state)
@@ -91,63 +108,59 @@ class Checkpoint:
         return model.eval()
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The plain model inside a DistributedDataParallel / torch.compile wrapper."""
-    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-        model = model.module
-    return getattr(model, "_orig_mod", model)
-
-
-def _config_to_dict(config: UNetConfig) -> dict[str, Any]:
-    d = dataclasses.asdict(config)
-    d["channel_mults"] = list(d["channel_mults"])  # plain list: safe for weights_only loading
-    return d
-
-
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: torch.nn.Module,
-    schedule: NoiseSchedule,
+    schedule: NoiseSchedule | None = None,
     *,
     step: int = 0,
     ema_model: torch.nn.Module | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     rng_state: Mapping[str, Any] | None = None,
     train_config: Mapping[str, Any] | None = None,
-    history: Mapping[str, list[float]] | None = None,
+    history: Sequence[Mapping[str, float]] | None = None,
+    loss: Mapping[str, Any] | None = None,
+    plan: Mapping[str, Any] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically (see the module docstring for what it holds).
 
     Args:
         path: the file to write, e.g. ``runs/mnist/checkpoint.pt``; folders are created.
-        model: the trained :class:`UNet` (a DDP-wrapped one is unwrapped).
+        model: the trained model, one of ``diffusion_edu.models.MODEL_CLASSES`` (a DDP or
+            compiled one is unwrapped).
         schedule: the noise schedule it was trained with (sampling needs the same one).
         step: optimiser steps taken so far.
         ema_model: the exponential moving average of the weights, if kept.
-        optimizer, rng_state, train_config, history: what an exact resume needs.
+        optimizer, rng_state, train_config, history, loss, plan: what an exact resume needs
+            (``history``: one mapping per step, stored as columns).
+        extra: any other plain data to keep with it.
 
     Returns:
         The path written.
     """
-    model = _unwrap(model)
-    config = getattr(model, "config", None)
-    if not isinstance(config, UNetConfig):
-        raise TypeError(
-            f"save_checkpoint saves a diffusion_edu UNet (it records model.config), "
-            f"got {type(model).__name__}. For other models use torch.save(model.state_dict())."
-        )
+    model = unwrap(model)
+    kind = model_kind(model)  # a TypeError that says what to do, for other classes
+    columns = None
+    if history is not None:
+        names = list(history[0]) if history else []
+        columns = {k: [float(r[k]) for r in history] for k in names}
     payload: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model_config": _config_to_dict(config),
+        "model_kind": kind,
+        "model_config": config_to_dict(model.config),
         "model": _cpu_state(model.state_dict()),
-        "ema": _cpu_state(_unwrap(ema_model).state_dict()) if ema_model is not None else None,
-        "schedule": schedule.to_dict(),
+        "ema": _cpu_state(unwrap(ema_model).state_dict()) if ema_model is not None else None,
+        "schedule": schedule.to_dict() if schedule is not None else None,
         "step": int(step),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "rng": dict(rng_state) if rng_state is not None else None,
         "train_config": dict(train_config) if train_config is not None else None,
-        "history": {k: list(v) for k, v in history.items()} if history is not None else None,
+        "loss": dict(loss) if loss is not None else None,
+        "history": columns,
+        "plan": dict(plan) if plan is not None else None,
+        "extra": dict(extra) if extra is not None else None,
     }
     return atomic_write(path, lambda file: torch.save(payload, file))
 
@@ -235,27 +248,36 @@ def _validate(payload: Any, path: Path) -> Checkpoint:
             "diffusion_edu.save_checkpoint (or python -m diffusion_edu train)."
         )
     version = payload.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in _READABLE_VERSIONS:
         raise CheckpointError(
-            f"{path}: checkpoint format version {version!r}, this diffusion_edu reads version "
-            f"{FORMAT_VERSION}. Update diffusion_edu or retrain."
+            f"{path}: checkpoint format version {version!r}, this diffusion_edu reads versions "
+            f"{', '.join(map(str, _READABLE_VERSIONS))}. Update diffusion_edu or retrain."
         )
     missing = [k for k in _REQUIRED_KEYS if k not in payload]
     if missing:
         raise CheckpointError(
             f"{path}: checkpoint is missing {', '.join(missing)}; it is damaged. Use another copy."
         )
+    kind = payload.get("model_kind", "unet")  # version 1 held U-Nets only
     try:
-        config_dict = dict(payload["model_config"])
-        config_dict["channel_mults"] = tuple(config_dict["channel_mults"])
-        config = UNetConfig(**config_dict)
-        schedule = NoiseSchedule.from_dict(payload["schedule"])
+        config = config_from_dict(kind, dict(payload["model_config"]))
+        saved_schedule = payload.get("schedule")
+        schedule = NoiseSchedule.from_dict(saved_schedule) if saved_schedule else None
     except (TypeError, ValueError, KeyError) as error:
         raise CheckpointError(
             f"{path}: the saved model config or schedule is invalid ({error}). "
             "The file was written by another version or edited; retrain."
         ) from None
+    train_config, loss = payload.get("train_config"), payload.get("loss")
+    extra = payload.get("extra")
+    if version == 1 and train_config is not None:  # the loss's settings lived in train_config
+        loss = {
+            "min_snr_gamma": train_config.get("min_snr_gamma", 0.0),
+            "cond_dropout": train_config.get("label_dropout", 0.1),
+        }
+        extra = {"augment": bool(train_config.get("augment", False))}
     return Checkpoint(
+        model_kind=kind,
         model_config=config,
         model_state=payload["model"],
         schedule=schedule,
@@ -263,7 +285,10 @@ def _validate(payload: Any, path: Path) -> Checkpoint:
         ema_state=payload.get("ema"),
         optimizer_state=payload.get("optimizer"),
         rng_state=payload.get("rng"),
-        train_config=payload.get("train_config"),
+        train_config=train_config,
+        loss=loss,
         history=payload.get("history"),
+        plan=payload.get("plan"),
+        extra=extra,
         path=path,
     )

@@ -27,7 +27,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import sys
 import tempfile
 import time
@@ -37,15 +36,19 @@ from typing import Any, NoReturn
 
 import torch
 
-from diffusion_edu.checkpoints import CheckpointError, atomic_write, load_checkpoint
-from diffusion_edu.data import data_dir, find_idx_files, load_mnist
+from diffusion_edu import distributed
+from diffusion_edu.checkpoints import Checkpoint, CheckpointError, load_checkpoint
+from diffusion_edu.data import augment, data_dir, find_idx_files, load_mnist
 from diffusion_edu.device import pick_device
-from diffusion_edu.models.unet import UNet, count_parameters
+from diffusion_edu.files import atomic_write
+from diffusion_edu.loop import TensorBatches, TrainConfig, Trainer, TrainingDivergedError
+from diffusion_edu.models.unet import UNet, UNetConfig, count_parameters
 from diffusion_edu.pretrained import PRETRAINED_MODELS, pretrained_info
-from diffusion_edu.recipes import MODEL_SIZES
-from diffusion_edu.samplers import sample
-from diffusion_edu.schedules import NoiseSchedule, make_schedule
-from diffusion_edu.training import TrainConfig, Trainer, TrainingDivergedError
+from diffusion_edu.recipes import MODEL_SIZES, RECIPES, expected_quality
+from diffusion_edu.samplers import SAMPLERS, plan_sampling, sample
+from diffusion_edu.schedules import make_schedule
+from diffusion_edu.targets import TARGETS, prediction_of
+from diffusion_edu.training import DiffusionLoss
 
 __all__ = ["main", "MODEL_SIZES", "build_parser"]
 
@@ -90,16 +93,7 @@ _nonneg_int = _number(int, lambda v: v >= 0, "a number >= 0")
 _positive_float = _number(float, lambda v: v > 0, "a positive number")
 _fraction = _number(float, lambda v: 0.0 <= v < 1.0, "a number in [0, 1)")
 _nonneg_float = _number(float, lambda v: v >= 0, "a number >= 0")
-
-
-def _finite_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return value
+_finite_float = _number(float, lambda v: True, "a finite number")
 
 
 def _label_list(text: str) -> list[int]:
@@ -123,6 +117,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="{train,sample}", parser_class=_Parser)
     commands.required = True
 
+    _add_train_command(commands)
+    _add_sample_command(commands)
+    return parser
+
+
+def _add_train_command(commands: Any) -> None:
+    """``train``'s options: data, length, hyper-parameters, model, run."""
     train = commands.add_parser(
         "train",
         help="train a noise-prediction U-Net (DDPM Algorithm 1); works under torchrun",
@@ -152,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.add_argument(
         "--augment", action="store_true", help="random 2-pixel shifts and 10-degree rotations"
     )
-    length = train.add_argument_group("length (give one; default 2000 steps)")
+    length = train.add_argument_group("length (give --steps or --epochs; default 2000 steps)")
     exclusive = length.add_mutually_exclusive_group()
     exclusive.add_argument(
         "--steps", type=_positive_int, default=None, help="optimiser steps in total"
@@ -160,10 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
     exclusive.add_argument(
         "--epochs", type=_positive_float, default=None, help="passes over the training set"
     )
+    length.add_argument(
+        "--minutes", type=_positive_float, default=None,
+        help="wall-clock budget for training: after a few timed steps, take as many steps as "
+        "fit (at most --steps) and fit the learning-rate decay to them",
+    )  # fmt: skip
     hyper = train.add_argument_group(
         "hyper-parameters (ignored with --resume: the checkpoint's are used)"
     )
-    defaults = TrainConfig()
+    defaults, loss_defaults = TrainConfig(), DiffusionLoss(make_schedule())
     hyper.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size,
                        help="images per optimiser step (over all processes)")  # fmt: skip
     hyper.add_argument("--lr", type=_positive_float, default=defaults.lr,
@@ -178,10 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="clip the gradient norm to this (0 = off)")  # fmt: skip
     hyper.add_argument("--ema-decay", type=_fraction, default=defaults.ema_decay,
                        help="decay of the EMA of the weights (the EMA model samples)")  # fmt: skip
-    hyper.add_argument("--label-dropout", type=_fraction, default=defaults.label_dropout,
+    hyper.add_argument("--label-dropout", type=_fraction, default=loss_defaults.cond_dropout,
                        help="fraction of labels replaced by 'no label' (classifier-free "
                        "guidance)")  # fmt: skip
-    hyper.add_argument("--min-snr-gamma", type=_nonneg_float, default=defaults.min_snr_gamma,
+    hyper.add_argument("--min-snr-gamma", type=_nonneg_float, default=loss_defaults.min_snr_gamma,
                        help="Min-SNR loss weighting min(SNR, gamma)/SNR (Hang et al. 2023); "
                        "0 = plain DDPM loss")  # fmt: skip
     hyper.add_argument(
@@ -200,6 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--unconditional", action="store_true", help="ignore the labels (no class conditioning)"
     )
+    model.add_argument(
+        "--prediction", choices=TARGETS, default="eps",
+        help="what the network predicts: eps (the noise, DDPM), x0 (the clean image), v "
+        "(Salimans & Ho 2022) or flow (a flow-matching velocity; sample it with --sampler euler)",
+    )  # fmt: skip
     model.add_argument(
         "--schedule",
         choices=("linear", "cosine", "sigmoid"),
@@ -231,14 +242,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--compile", action="store_true",
                      help="torch.compile the model: slow start, may pay on a GPU "
                      "(1.13x on a 2-core CPU after a 30-90 s compile)")  # fmt: skip
-    run.add_argument(
-        "--weights-hash",
-        action="store_true",
-        help="debugging: every process writes the SHA-256 of its final weights to "
-        "OUT/weights_rank<R>.sha256 (under DDP they must all be equal) and of its data shard "
-        "to OUT/data_rank<R>.sha256 (they must differ)",
-    )
+    # For the DDP test: every process writes the SHA-256 of its final weights to
+    # OUT/weights_rank<R>.sha256 (they must all be equal) and of its data shard to
+    # OUT/data_rank<R>.sha256 (they must differ). Not in --help.
+    run.add_argument("--weights-hash", action="store_true", help=argparse.SUPPRESS)
 
+
+def _add_sample_command(commands: Any) -> None:
+    """``sample``'s options: the checkpoint, what to draw, the sampler."""
     samp = commands.add_parser(
         "sample",
         help="draw images from a trained checkpoint and save them as a PNG grid",
@@ -267,10 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--nrow", type=_positive_int, default=None,
                       help="images per grid row (default: --per-class, or square)")  # fmt: skip
     how = samp.add_argument_group("sampler")
-    how.add_argument("--sampler", choices=("ddpm", "ddim"), default="ddim",
-                     help="ddpm: all T steps (Algorithm 2); ddim: --steps steps")  # fmt: skip
+    how.add_argument("--sampler", choices=SAMPLERS, default=None,
+                     help="ddpm: all T steps (Algorithm 2); ddim: --steps steps; euler: "
+                     "--steps steps of a flow model (default: ddim, or euler for a flow "
+                     "model)")  # fmt: skip
     how.add_argument("--steps", type=_positive_int, default=None,
-                     help="DDIM steps (default 50; DDPM always takes T)")  # fmt: skip
+                     help="DDIM or Euler steps (default 50; DDPM always takes T)")  # fmt: skip
     how.add_argument("--eta", type=_nonneg_float, default=0.0,
                      help="DDIM noise: 0 deterministic, 1 DDPM-like")  # fmt: skip
     how.add_argument("--guidance", type=_finite_float, default=1.0,
@@ -280,7 +293,6 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--no-ema", action="store_true",
                      help="use the raw last-step weights instead of the EMA weights")  # fmt: skip
     how.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return parser
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -337,10 +349,6 @@ def _load_training_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.T
     return data.images, data.labels, data.description
 
 
-def _schedule(name: str, T: int) -> NoiseSchedule:
-    return make_schedule(name, T=T)  # type: ignore[arg-type]
-
-
 def _weights_sha256(model: torch.nn.Module) -> str:
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
@@ -353,13 +361,14 @@ def _write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda file: file.write(text.encode()))
 
 
-def _write_loss_log(path: Path, history: dict[str, list[float]]) -> None:
+def _write_loss_log(path: Path, history: Sequence[Any]) -> None:
+    """One row per step: step, loss, lr, grad_norm, step_seconds, seconds, examples_per_s."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    keys = list(history)
+    keys = ["step", "loss", "lr", "grad_norm", "step_seconds", "seconds", "examples_per_s"]
     writer.writerow(keys)
-    for row in zip(*(history[k] for k in keys), strict=True):
-        writer.writerow([int(row[0])] + [f"{v:.6g}" for v in row[1:]])
+    for record in history:
+        writer.writerow([record.step] + [f"{getattr(record, k):.6g}" for k in keys[1:]])
     _write_text(path, buffer.getvalue())
 
 
@@ -369,130 +378,154 @@ def _say(rank: int, *parts: Any) -> None:
 
 
 # ----------------------------------------------------------------------------- train
-def _init_distributed(device: torch.device) -> tuple[torch.device, int, int]:
-    """Start torch.distributed when launched by torchrun (WORLD_SIZE > 1)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size <= 1:
-        return device, 0, 1
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-        backend = "nccl"
-    else:
-        backend = "gloo"
-    torch.distributed.init_process_group(backend=backend)
-    return device, rank, world_size
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """What ``train`` will do: a fresh run from the arguments, or the resumed checkpoint's."""
+
+    model_config: UNetConfig
+    config: TrainConfig
+    loss: DiffusionLoss
+    augment: bool
+    checkpoint: Checkpoint | None
 
 
-def _train(args: argparse.Namespace) -> int:
-    device = _device(args.device)
-    out: Path = args.out
-    if out.exists() and not out.is_dir():
-        raise CliError(f"--out {out} is a file; give a folder for the checkpoint and logs")
-    resume_path: Path | None = None
-    if args.resume is not None:
-        resume_path = Path(args.resume) if args.resume else out / CHECKPOINT_NAME
-        if not resume_path.is_file():
-            raise CliError(
-                f"--resume: no checkpoint at {resume_path}; give its path, or drop --resume "
-                "to start afresh"
-            )
-    _check_writable_folder(out, "output folder")
-    images, labels, data_description = _load_training_data(args)
-
+def _plan_run(args: argparse.Namespace, labels: torch.Tensor, n_images: int) -> _Run:
+    """The model, loop and loss settings: from the arguments, or from --resume's checkpoint."""
     checkpoint = None
-    if resume_path is not None:
-        try:
-            checkpoint = load_checkpoint(resume_path)
-        except CheckpointError as error:
-            raise CliError(str(error)) from None
-        if checkpoint.train_config is None:
-            raise CliError(f"{resume_path} has no training state (it is a model-only export)")
-        model_config = checkpoint.model_config
-        schedule = checkpoint.schedule
-        config = TrainConfig.from_dict(checkpoint.train_config)
-    else:
-        num_classes = None if args.unconditional else int(labels.max()) + 1
-        model_config = dataclasses.replace(MODEL_SIZES[args.model_size], num_classes=num_classes)
-        schedule = _schedule(args.schedule, args.timesteps)
-        try:
+    try:
+        if args.resume is not None:
+            path = Path(args.resume) if args.resume else args.out / CHECKPOINT_NAME
+            checkpoint = _load_resumable(path)
+            config = TrainConfig.from_dict(checkpoint.train_config or {})
+            loss = DiffusionLoss(checkpoint.schedule, **(checkpoint.loss or {}))  # type: ignore[arg-type]
+            model_config = checkpoint.model_config
+            augment_images = bool((checkpoint.extra or {}).get("augment", False))
+        else:
+            num_classes = None if args.unconditional else int(labels.max()) + 1
+            model_config = dataclasses.replace(
+                MODEL_SIZES[args.model_size], num_classes=num_classes, prediction=args.prediction
+            )
             config = TrainConfig(
                 batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
                 warmup_steps=args.warmup_steps, weight_decay=args.weight_decay,
-                grad_clip=args.grad_clip, ema_decay=args.ema_decay,
-                label_dropout=args.label_dropout, seed=args.seed, precision=args.precision,
-                augment=args.augment, min_snr_gamma=args.min_snr_gamma,
+                grad_clip=args.grad_clip, ema_decay=args.ema_decay, seed=args.seed,
+                precision=args.precision, compile=args.compile,
             )  # fmt: skip
-        except ValueError as error:
-            raise CliError(str(error)) from None
+            schedule = make_schedule(args.schedule, T=args.timesteps)
+            loss = DiffusionLoss(schedule, args.min_snr_gamma, args.label_dropout)
+            augment_images = args.augment
+    except ValueError as error:
+        raise CliError(str(error)) from None
     if args.epochs is not None:
-        steps = math.ceil(args.epochs * images.shape[0] / config.batch_size)
-    elif args.steps is not None:
-        steps = args.steps
+        steps = math.ceil(args.epochs * n_images / config.batch_size)
     else:
-        steps = config.steps if checkpoint is not None else TrainConfig().steps
-    config = dataclasses.replace(config, steps=steps)
-    if model_config.num_classes is None:
+        steps = args.steps or (config.steps if checkpoint is not None else TrainConfig().steps)
+    # Read losses back at every checkpoint step, so each checkpoint is the step it names.
+    device_sync = 1 if _device(args.device).type == "cpu" else 25
+    config = dataclasses.replace(
+        config, steps=steps, minutes=args.minutes,
+        sync_every=math.gcd(config.sync_every or device_sync, args.checkpoint_every),
+    )  # fmt: skip
+    return _Run(model_config, config, loss, augment_images, checkpoint)
+
+
+def _load_resumable(path: Path) -> Checkpoint:
+    if not path.is_file():
+        raise CliError(
+            f"--resume: no checkpoint at {path}; give its path, or drop --resume to start afresh"
+        )
+    try:
+        checkpoint = load_checkpoint(path)
+    except CheckpointError as error:
+        raise CliError(str(error)) from None
+    if checkpoint.train_config is None or checkpoint.schedule is None:
+        raise CliError(f"{path} has no training state (it is a model-only export)")
+    return checkpoint
+
+
+def _expectation(run: _Run) -> Callable[[int], str] | None:
+    """The measured steps-vs-quality table, if this run is the five-minute recipe's."""
+    five = RECIPES["five_minutes"]
+    loop_settings = ("batch_size", "lr", "warmup_steps", "min_lr", "weight_decay", "grad_clip",
+                     "ema_decay")  # fmt: skip
+    same = (
+        run.model_config == five.model_config
+        and run.loss == five.loss()
+        and all(getattr(run.config, k) == getattr(five.train_config, k) for k in loop_settings)
+    )
+    return expected_quality if same else None
+
+
+def _train(args: argparse.Namespace) -> int:
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise CliError(f"--out {out} is a file; give a folder for the checkpoint and logs")
+    _check_writable_folder(out, "output folder")
+    images, labels, data_description = _load_training_data(args)
+    run = _plan_run(args, labels, images.shape[0])
+    config, schedule = run.config, run.loss.schedule
+    if run.model_config.num_classes is None:
         labels = None
-    elif labels is not None and int(labels.max()) >= model_config.num_classes:
+    elif int(labels.max()) >= run.model_config.num_classes:
         raise CliError(
             f"the data has labels up to {int(labels.max())} but the checkpoint's model knows "
-            f"{model_config.num_classes} classes; resume with the same --dataset"
+            f"{run.model_config.num_classes} classes; resume with the same --dataset"
         )
-
-    device, rank, world_size = _init_distributed(device)
+    device, rank, world_size = distributed.start(_device(args.device))
     try:
+        if run.checkpoint is not None:
+            _say(rank, f"Resuming from {run.checkpoint.path} at step {run.checkpoint.step:,} "
+                       "(model, schedule and settings come from the checkpoint).")  # fmt: skip
         torch.manual_seed(config.seed)  # the same initial weights on every process
-        model = UNet(model_config)
+        model = UNet(run.model_config)
+        data = TensorBatches(
+            images, *([] if labels is None else [labels]),
+            augment=augment if run.augment else None,
+        )  # fmt: skip
         try:
             trainer = Trainer(
-                model, schedule, images, labels, config, device,
-                verbose=False, progress=not args.no_progress, compile=args.compile,
+                model, run.loss, data, config, device,
+                progress=not args.no_progress, expect=_expectation(run),
             )  # fmt: skip
-            # Read losses back at every checkpoint step, so each checkpoint is the step it names.
-            trainer.sync_every = math.gcd(trainer.sync_every, args.checkpoint_every)
         except ValueError as error:
             raise CliError(str(error)) from None
-        if checkpoint is not None:
-            trainer.load_state(checkpoint)
-            _say(rank, f"Resuming from {resume_path} at step {trainer.step:,} (model, schedule "
-                       "and hyper-parameters come from the checkpoint).")  # fmt: skip
-        _say(rank, trainer.describe())
+        if run.checkpoint is not None:
+            trainer.load_state(run.checkpoint)
         _say(rank, f"Data: {data_description}. Model: {count_parameters(model):,} parameters, "
-                   f"{schedule!r}. Output: {out}/")  # fmt: skip
+                   f"predicts {run.model_config.prediction}; {schedule!r}. "
+                   f"Output: {out}/")  # fmt: skip
         if trainer.step >= config.steps:
             _say(rank, f"Already at step {trainer.step:,} >= --steps {config.steps:,}: "
                        "nothing to do (raise --steps to train longer).")  # fmt: skip
-
         run_info = {
             "data": data_description,
-            "model_config": dataclasses.asdict(model_config),
+            "model_config": dataclasses.asdict(run.model_config),
             "parameters": count_parameters(model),
             "schedule": schedule.name,
             "T": schedule.T,
             "train_config": config.to_dict(),
+            "loss": run.loss.to_dict(),
             "device": str(device),
             "precision": str(trainer.amp_dtype or torch.float32).replace("torch.", ""),
             "world_size": world_size,
         }
 
         def save() -> None:
-            trainer.save(out / CHECKPOINT_NAME)  # collective under DDP; rank 0 writes
+            trainer.save(out / CHECKPOINT_NAME, extra={"augment": run.augment})  # collective
             if rank == 0:
                 _write_loss_log(out / LOSS_LOG_NAME, trainer.history)
-                info = {**run_info, "step": trainer.step, "seconds": round(seconds, 1)}
-                if trainer.history["loss"]:
-                    info["last_loss"] = trainer.history["loss"][-1]
+                info = {**run_info, "step": trainer.step}
+                if trainer.history:
+                    info["seconds"] = round(trainer.history[-1].seconds, 1)
+                    info["last_loss"] = trainer.history[-1].loss
+                if trainer.plan is not None:
+                    info["plan"] = dataclasses.asdict(trainer.plan)
                 _write_text(out / RUN_INFO_NAME, json.dumps(info, indent=2) + "\n")
 
-        seconds = 0.0
         start = time.perf_counter()
         try:
             for record in trainer.run():
-                seconds = time.perf_counter() - start
-                if record.step % args.checkpoint_every == 0 and record.step < config.steps:
+                if record.step % args.checkpoint_every == 0 and record.step < trainer.total_steps:
                     save()
         except TrainingDivergedError as error:
             print(f"python -m diffusion_edu train: {error}", file=sys.stderr)
@@ -501,7 +534,7 @@ def _train(args: argparse.Namespace) -> int:
         save()
         if args.weights_hash:
             _write_text(out / f"weights_rank{rank}.sha256", _weights_sha256(trainer.model) + "\n")
-            shard = hashlib.sha256(trainer.images.cpu().numpy().tobytes()).hexdigest()
+            shard = hashlib.sha256(trainer.data.tensors[0].cpu().numpy().tobytes()).hexdigest()
             _write_text(out / f"data_rank{rank}.sha256", shard + "\n")
         _say(rank, f"Done: {trainer.step:,} steps in {seconds / 60:.1f} min. Checkpoint: "
                    f"{out / CHECKPOINT_NAME}, loss log: {out / LOSS_LOG_NAME}.")  # fmt: skip
@@ -509,31 +542,12 @@ def _train(args: argparse.Namespace) -> int:
                    f"{out / CHECKPOINT_NAME} --guidance 2 --out {out / 'samples.png'}")  # fmt: skip
         return 0
     finally:
-        if world_size > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        distributed.stop()
 
 
 # ----------------------------------------------------------------------------- sample
-def _sample(args: argparse.Namespace) -> int:
-    device = _device(args.device)
-    out: Path = args.out
-    if out.suffix.lower() != ".png":
-        raise CliError(f"--out {out} must end in .png (the grid is written as a PNG image)")
-    if out.is_dir():
-        raise CliError(f"--out {out} is a folder; give a file name such as {out / 'samples.png'}")
-    try:
-        if args.pretrained is not None:
-            args.checkpoint = pretrained_info(args.pretrained).weights
-        checkpoint = load_checkpoint(args.checkpoint)
-    except FileNotFoundError as error:
-        raise CliError(str(error)) from None
-    except CheckpointError as error:
-        raise CliError(str(error)) from None
-    _check_writable_folder(out.parent if str(out.parent) else Path("."), "folder of --out")
-    num_classes = checkpoint.model_config.num_classes
-
-    labels: list[int] | None
-    nrow = args.nrow
+def _grid_labels(args: argparse.Namespace, num_classes: int | None) -> tuple[list[int] | None, int]:
+    """The class of each image to draw (None: unconditional) and the grid's images per row."""
     if args.labels is not None:
         if num_classes is None:
             raise CliError("--labels: this checkpoint's model is unconditional; use --n instead")
@@ -543,42 +557,64 @@ def _sample(args: argparse.Namespace) -> int:
         if args.n is not None and args.n != len(args.labels):
             raise CliError("give either --labels or --n, not both")
         labels = args.labels
+    elif num_classes is not None and args.n is not None:
+        labels = [i % num_classes for i in range(args.n)]
     elif num_classes is not None:
-        if args.n is not None:
-            labels = [i % num_classes for i in range(args.n)]
-        else:
-            labels = [c for c in range(num_classes) for _ in range(args.per_class)]
-            nrow = nrow or args.per_class
+        labels = [c for c in range(num_classes) for _ in range(args.per_class)]
+        return labels, args.nrow or args.per_class
     else:
         labels = None
     n = len(labels) if labels is not None else (args.n or 64)
-    nrow = nrow or math.ceil(math.sqrt(n))
+    return labels, args.nrow or math.ceil(math.sqrt(n))
+
+
+def _sample(args: argparse.Namespace) -> int:
+    device = _device(args.device)
+    out: Path = args.out
+    if out.suffix.lower() != ".png":
+        raise CliError(f"--out {out} must end in .png (the grid is written as a PNG image)")
+    if out.is_dir():
+        raise CliError(f"--out {out} is a folder; give a file name such as {out / 'samples.png'}")
+    try:
+        path = args.checkpoint or pretrained_info(args.pretrained).weights
+        checkpoint = load_checkpoint(path)
+    except (FileNotFoundError, CheckpointError) as error:
+        raise CliError(str(error)) from None
+    if checkpoint.schedule is None:
+        raise CliError(f"{path} holds no noise schedule: it is not a diffusion model")
+    _check_writable_folder(out.parent if str(out.parent) else Path("."), "folder of --out")
+    labels, nrow = _grid_labels(args, getattr(checkpoint.model_config, "num_classes", None))
+    n = len(labels) if labels is not None else (args.n or 64)
     if args.guidance != 1.0 and labels is None:
         raise CliError("--guidance needs a class-conditional model; use --guidance 1")
-    if args.sampler == "ddpm" and args.steps not in (None, checkpoint.schedule.T):
-        raise CliError(
-            f"--sampler ddpm always takes T={checkpoint.schedule.T} steps; for fewer use "
-            "--sampler ddim --steps N (--eta 1 for DDPM-like noise)"
-        )
-    if args.steps is not None and args.steps > checkpoint.schedule.T:
-        raise CliError(f"--steps must be at most T={checkpoint.schedule.T}")
-
     model = checkpoint.build_model(ema=not args.no_ema, device=device)
-    weights = "raw" if args.no_ema or checkpoint.ema_state is None else "EMA"
-    if args.pretrained is not None:
-        weights = "EMA"  # a shipped model stores its EMA weights as the model's own
-    steps = checkpoint.schedule.T if args.sampler == "ddpm" else (args.steps or 50)
-    print(f"Sampling {n} images from {args.checkpoint} (step {checkpoint.step:,}, {weights} "
-          f"weights) on {device}: {args.sampler.upper()}-{steps}, guidance {args.guidance:g}, "
-          f"seed {args.seed}.", flush=True)  # fmt: skip
+    default = "euler" if prediction_of(model) == "flow" else "ddim"  # the CLI's default
+    try:  # the sampler checks its own arguments
+        sampler, timesteps = plan_sampling(
+            model, checkpoint.schedule.T, args.sampler or default, args.steps
+        )
+    except ValueError as error:
+        raise CliError(str(error).rstrip(".")) from None
+    # A shipped model stores its EMA weights as the model's own.
+    ema = args.pretrained is not None or (not args.no_ema and checkpoint.ema_state is not None)
+    print(f"Sampling {n} images from {path} (step {checkpoint.step:,}, "
+          f"{'EMA' if ema else 'raw'} weights) on {device}: {sampler.upper()}-"
+          f"{len(timesteps) - 1}, guidance {args.guidance:g}, seed {args.seed}.",
+          flush=True)  # fmt: skip
     start = time.perf_counter()
     images = sample(
         model, checkpoint.schedule, n=None if labels is not None else n, labels=labels,
-        sampler=args.sampler, steps=args.steps, eta=args.eta, guidance=args.guidance,
+        sampler=sampler, steps=args.steps, eta=args.eta, guidance=args.guidance,
         seed=args.seed, device=device, progress=not args.no_progress,
     )  # fmt: skip
     seconds = time.perf_counter() - start
+    _write_grid(out, images, nrow, args.zoom)
+    print(f"Wrote {out} ({n} images, {seconds:.1f} s, {seconds / n:.3f} s per image).")
+    return 0
 
+
+def _write_grid(out: Path, images: torch.Tensor, nrow: int, zoom: int) -> None:
+    """Save ``images`` as one PNG grid, each pixel enlarged to ``zoom`` x ``zoom``."""
     # Plotting lives on top of the core: imported here, only by the command that draws.
     import matplotlib
 
@@ -588,14 +624,12 @@ def _sample(args: argparse.Namespace) -> int:
     from diffusion_edu.viz.plots import make_grid
 
     grid = make_grid(images, nrow=nrow)  # (H, W) in [0, 1]
-    grid = grid.repeat(args.zoom, axis=0).repeat(args.zoom, axis=1)  # each pixel -> zoom x zoom
+    grid = grid.repeat(zoom, axis=0).repeat(zoom, axis=1)
     try:
         atomic_write(out, lambda file: plt.imsave(file, grid, cmap="gray", vmin=0, vmax=1,
                                                   format="png"))  # fmt: skip
     except OSError as error:
         raise CliError(f"cannot write {out} ({error.strerror}); choose another --out") from None
-    print(f"Wrote {out} ({n} images, {seconds:.1f} s, {seconds / n:.3f} s per image).")
-    return 0
 
 
 # ----------------------------------------------------------------------------- entry point

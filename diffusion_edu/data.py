@@ -129,11 +129,21 @@ def data_dir() -> Path:
     override = os.environ.get(DATA_ENV_VAR, "").strip()
     if override:
         return Path(override).expanduser()
-    return _repo_data_dir()
+    return repo_data_dir()
 
 
-def _repo_data_dir() -> Path:
+def repo_data_dir() -> Path:
+    """The repository's own ``data/`` folder (next to the ``diffusion_edu`` package)."""
     return Path(__file__).resolve().parent.parent / "data"
+
+
+def find_data_file(name: str | os.PathLike[str]) -> Path | None:
+    """A file the course ships, e.g. ``"pretrained/mnist_unet.pt"``: the copy in
+    :func:`data_dir` (``$DIFFUSION_EDU_DATA``) if there is one, else the repository's, else None."""
+    for folder in (data_dir(), repo_data_dir()):
+        if (folder / name).is_file():
+            return folder / name
+    return None
 
 
 def _default_folder(dataset: DatasetName) -> Path:
@@ -400,12 +410,12 @@ def download_mnist(
 
 def _bundled_path() -> Path:
     """The bundled file in :func:`data_dir`, else in the repository's own ``data/``."""
-    for folder in (data_dir(), _repo_data_dir()):
-        if (folder / BUNDLED_MNIST_FILENAME).is_file():
-            return folder / BUNDLED_MNIST_FILENAME
+    found = find_data_file(BUNDLED_MNIST_FILENAME)
+    if found is not None:
+        return found
     raise FileNotFoundError(
         f"The bundled digits {BUNDLED_MNIST_FILENAME} are in neither {data_dir()} nor "
-        f"{_repo_data_dir()}. Restore the file from the repository (git checkout -- data/), "
+        f"{repo_data_dir()}. Restore the file from the repository (git checkout -- data/), "
         f"point ${DATA_ENV_VAR} at a folder that holds it, or regenerate it with "
         "scripts/make_bundled_mnist.py."
     )

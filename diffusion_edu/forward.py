@@ -5,7 +5,8 @@ All functions follow the DDPM paper (Ho et al. 2020) and the timestep convention
 
 ``t`` may be a Python int (same step for the whole batch) or a LongTensor of shape ``(B,)``
 (one step per sample). Noise is passed in explicitly, so every function here is deterministic:
-draw it with ``torch.randn_like(x)`` (or a seeded ``torch.Generator``) outside.
+draw it with ``torch.randn_like(x)`` (or a seeded ``torch.Generator``) outside. Turning a
+network's prediction back into x_0 or eps lives in :mod:`diffusion_edu.targets`.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ __all__ = [
     "q_step",
     "q_sample",
     "q_posterior",
-    "predict_x0_from_eps",
-    "predict_eps_from_x0",
+    "as_timesteps",
 ]
 
 
@@ -159,27 +159,3 @@ def q_posterior(
     )
     variance = coef(schedule.posterior_variance, t, x0)
     return mean, variance
-
-
-def predict_x0_from_eps(
-    x_t: torch.Tensor, t: int | torch.Tensor, eps: torch.Tensor, schedule: NoiseSchedule
-) -> torch.Tensor:
-    """Invert Eq. 4 for x_0: ``x0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)``."""
-    batch = _batch_size(x_t, "x_t")
-    check_same_shape(x_t, eps, "x_t", "eps")
-    t = as_timesteps(t, batch, schedule, low=0)
-    return (x_t - coef(schedule.sqrt_one_minus_alpha_bars, t, x_t) * eps) / coef(
-        schedule.sqrt_alpha_bars, t, x_t
-    )
-
-
-def predict_eps_from_x0(
-    x_t: torch.Tensor, t: int | torch.Tensor, x0: torch.Tensor, schedule: NoiseSchedule
-) -> torch.Tensor:
-    """Invert Eq. 4 for eps: ``eps = (x_t - sqrt(alpha_bar_t) x0) / sqrt(1 - alpha_bar_t)``."""
-    batch = _batch_size(x_t, "x_t")
-    check_same_shape(x_t, x0, "x_t", "x0")
-    t = as_timesteps(t, batch, schedule, low=1)
-    return (x_t - coef(schedule.sqrt_alpha_bars, t, x_t) * x0) / coef(
-        schedule.sqrt_one_minus_alpha_bars, t, x_t
-    )

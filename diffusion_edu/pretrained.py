@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from diffusion_edu.checkpoints import CheckpointError, load_checkpoint
-from diffusion_edu.data import _repo_data_dir, data_dir
-from diffusion_edu.models.unet import UNet
+from diffusion_edu.data import data_dir, find_data_file
 from diffusion_edu.schedules import NoiseSchedule
 
 __all__ = ["PRETRAINED_MODELS", "PretrainedInfo", "load_pretrained", "pretrained_info"]
@@ -43,10 +43,9 @@ def _files(name: str) -> tuple[Path, Path]:
             f"no pretrained model called {name!r}; available: {', '.join(PRETRAINED_MODELS)}."
         )
     stem = PRETRAINED_MODELS[name]
-    for folder in (data_dir() / "pretrained", _repo_data_dir() / "pretrained"):
-        weights = folder / f"{stem}.pt"
-        if weights.is_file():
-            return weights, folder / f"{stem}.json"
+    weights = find_data_file(f"pretrained/{stem}.pt")
+    if weights is not None:
+        return weights, weights.with_suffix(".json")
     raise FileNotFoundError(
         f"the pretrained weights {stem}.pt are not in {data_dir() / 'pretrained'}. Restore them "
         "from the repository (git checkout -- data/pretrained), or make them again with "
@@ -66,7 +65,7 @@ def pretrained_info(name: str = "mnist") -> PretrainedInfo:
 
 def load_pretrained(
     name: str = "mnist", device: torch.device | str | None = None
-) -> tuple[UNet, NoiseSchedule]:
+) -> tuple[nn.Module, NoiseSchedule]:
     """The shipped model (EMA weights, eval mode) and its schedule, ready for ``sample(...)``.
 
     Example::
@@ -76,4 +75,5 @@ def load_pretrained(
     """
     weights, _ = _files(name)
     checkpoint = load_checkpoint(weights)
+    assert checkpoint.schedule is not None  # every shipped model is a diffusion model
     return checkpoint.build_model(ema=True, device=device), checkpoint.schedule

@@ -2,12 +2,14 @@
 
 Two recipes, both a class-conditional U-Net on the 4,500 bundled training digits with the
 cosine schedule, AdamW with warm-up and cosine decay, EMA 0.995, label dropout 0.1 and the
-Min-SNR loss weighting (:func:`~diffusion_edu.training.diffusion_loss`):
+Min-SNR loss weighting (:class:`~diffusion_edu.training.DiffusionLoss`):
 
-* ``"five_minutes"``: the small U-Net (0.2M parameters), 1,500 steps. Four to five minutes on
-  a 2-core CPU; its digits score ~99% class agreement (docs/performance.md).
-* ``"pretrained"``: the same model trained longer: the recipe of the model that ships in
-  ``data/pretrained/`` (:func:`~diffusion_edu.load_pretrained`).
+* ``"five_minutes"``: the small U-Net (0.2M parameters), up to 1,500 steps **within a budget
+  of** :data:`FIVE_MINUTE_BUDGET` **minutes** of training. On a 2-core CPU with native
+  bfloat16 all 1,500 steps fit (~99% class agreement); on a slower CPU the loop fits fewer
+  steps into the same minutes and says what quality to expect (:data:`STEPS_VS_QUALITY`).
+* ``"pretrained"``: the same model trained for 3,000 steps: the recipe of the model that ships
+  in ``data/pretrained/`` (:func:`~diffusion_edu.load_pretrained`).
 
 :func:`digits_recipe` picks the one a lesson should run on this machine, and says why.
 Each recipe can print the equivalent ``python -m diffusion_edu train`` command, so the
@@ -23,13 +25,24 @@ from typing import Literal
 import torch
 
 from diffusion_edu.device import autocast_dtype, pick_device, quick_mode
+from diffusion_edu.loop import TrainConfig
 from diffusion_edu.models.unet import UNetConfig
-from diffusion_edu.training import TrainConfig
+from diffusion_edu.schedules import make_schedule
+from diffusion_edu.training import DiffusionLoss
 
-__all__ = ["Recipe", "RECIPES", "MODEL_SIZES", "digits_recipe", "QUICK_STEPS"]
+__all__ = [
+    "Recipe",
+    "RECIPES",
+    "MODEL_SIZES",
+    "digits_recipe",
+    "QUICK_STEPS",
+    "FIVE_MINUTE_BUDGET",
+    "STEPS_VS_QUALITY",
+    "expected_quality",
+]
 
-RecipeName = Literal["five_minutes", "pretrained"]
 QUICK_STEPS = 30  # quick mode (the test run): same code path, a few steps only
+FIVE_MINUTE_BUDGET = 4.5  # minutes of training steps; start-up and snapshots come on top
 
 #: Model presets for ``--model-size`` (the number of classes is added for the data set).
 MODEL_SIZES: dict[str, UNetConfig] = {
@@ -47,16 +60,49 @@ MODEL_SIZES: dict[str, UNetConfig] = {
 
 SMALL_UNET = dataclasses.replace(MODEL_SIZES["small"], num_classes=10)  # 200,433 parameters
 
+#: The recipe search's measurements of the five-minute recipe trained for exactly this many
+#: steps (the learning rate decaying to 0 at the last one): steps -> (class agreement,
+#: Frechet distance), 500 samples, DDIM-50, guidance 2, seed 0 (docs/performance.md; 300-600
+#: steps measured in float32 on a 2-core AMD EPYC without bf16, 1,000-3,000 in bf16).
+STEPS_VS_QUALITY: dict[int, tuple[float, float]] = {
+    300: (0.666, 5.78),
+    450: (0.840, 2.28),
+    600: (0.892, 1.32),
+    1000: (0.966, 0.60),
+    1500: (0.990, 0.62),
+    3000: (0.998, 0.69),
+}
+
+
+def expected_quality(steps: int) -> str:
+    """What the five-minute recipe's measured table says ``steps`` steps give, in words."""
+    lower = max((s for s in STEPS_VS_QUALITY if s <= steps), default=None)
+    upper = min((s for s in STEPS_VS_QUALITY if s >= steps), default=None)
+    rows = sorted({s for s in (lower, upper) if s is not None})
+    found = " and ".join(f"{STEPS_VS_QUALITY[s][0]:.1%} after {s:,} steps" for s in rows)
+    below = "less than " if lower is None else ""
+    return (
+        "Quality to expect (share of digits read as the digit asked for, guidance 2, "
+        f"measured with this recipe): {below}{found}."
+    )
+
 
 @dataclass(frozen=True)
 class Recipe:
-    """A model, a schedule and a :class:`~diffusion_edu.TrainConfig`, with what to expect."""
+    """A model, a schedule, the loop's :class:`~diffusion_edu.TrainConfig` and the loss's
+    settings, with what to expect."""
 
     name: str
     model_config: UNetConfig
     schedule: Literal["linear", "cosine", "sigmoid"]
     train_config: TrainConfig
+    min_snr_gamma: float
+    cond_dropout: float
     expect: str  # measured result, in words
+
+    def loss(self) -> DiffusionLoss:
+        """The recipe's :class:`~diffusion_edu.DiffusionLoss` (on its schedule)."""
+        return DiffusionLoss(make_schedule(self.schedule), self.min_snr_gamma, self.cond_dropout)
 
     def cli_command(self, out: str = "runs/mnist") -> str:
         """The ``python -m diffusion_edu train`` command that trains exactly this."""
@@ -69,34 +115,41 @@ class Recipe:
         )  # fmt: skip
         if size is None:
             raise ValueError("cli_command: this model has no --model-size preset.")
+        minutes = f" --minutes {c.minutes:g}" if c.minutes else ""
         return (
-            f"python -m diffusion_edu train --out {out} --model-size {size} --steps {c.steps} "
-            f"--schedule {self.schedule} --batch-size {c.batch_size} --lr {c.lr:g} "
+            f"python -m diffusion_edu train --out {out} --model-size {size} --steps {c.steps}"
+            f"{minutes} --schedule {self.schedule} --batch-size {c.batch_size} --lr {c.lr:g} "
             f"--warmup-steps {c.warmup_steps} --ema-decay {c.ema_decay:g} "
-            f"--label-dropout {c.label_dropout:g} --min-snr-gamma {c.min_snr_gamma:g} "
+            f"--label-dropout {self.cond_dropout:g} --min-snr-gamma {self.min_snr_gamma:g} "
             f"--seed {c.seed}"
         )
 
 
-_COMMON = TrainConfig(
-    batch_size=128, lr=2e-3, warmup_steps=100, ema_decay=0.995, label_dropout=0.1,
-    min_snr_gamma=5.0, seed=0,
-)  # fmt: skip
+_COMMON = TrainConfig(batch_size=128, lr=2e-3, warmup_steps=100, ema_decay=0.995, seed=0)
 
 RECIPES: dict[str, Recipe] = {
     "five_minutes": Recipe(
         name="five_minutes",
         model_config=SMALL_UNET,
         schedule="cosine",
-        train_config=dataclasses.replace(_COMMON, steps=1500),
-        expect="4-5 minutes on a 2-core CPU (bf16); ~99% class agreement at guidance 2",
+        train_config=dataclasses.replace(_COMMON, steps=1500, minutes=FIVE_MINUTE_BUDGET),
+        min_snr_gamma=5.0,
+        cond_dropout=0.1,
+        expect=(
+            f"at most {FIVE_MINUTE_BUDGET:g} minutes of training; all 1,500 steps fit on a "
+            "2-core CPU with native bfloat16 (~99% class agreement at guidance 2), fewer on "
+            "slower CPUs"
+        ),
     ),
     "pretrained": Recipe(
         name="pretrained",
         model_config=SMALL_UNET,
         schedule="cosine",
         train_config=dataclasses.replace(_COMMON, steps=3000),
-        expect="about 8 minutes on a 2-core CPU, seconds on a GPU: the shipped model",
+        min_snr_gamma=5.0,
+        cond_dropout=0.1,
+        expect="about 8 minutes on a 2-core CPU with native bfloat16, seconds on a GPU: the "
+        "shipped model",
     ),
 }
 
@@ -114,7 +167,9 @@ def digits_recipe(
     quick = quick_mode() if quick is None else quick
     if quick:
         recipe = RECIPES["five_minutes"]
-        short = dataclasses.replace(recipe.train_config, steps=QUICK_STEPS, warmup_steps=10)
+        short = dataclasses.replace(
+            recipe.train_config, steps=QUICK_STEPS, warmup_steps=10, minutes=None
+        )
         recipe = dataclasses.replace(recipe, train_config=short, expect="blobs, not digits yet")
         return recipe, (
             f"Quick mode: the five-minute recipe cut to {QUICK_STEPS} steps (the code path "
@@ -131,7 +186,11 @@ def digits_recipe(
     note = ""
     if device.type == "cpu" and autocast_dtype(device) is None:
         note = (
-            " This CPU has no native bfloat16, so it trains in float32: expect about 1.6x "
-            "longer (set USE_PRETRAINED = True to skip training)."
+            " This CPU has no native bfloat16, so it trains in float32 (2.5-3.6x slower per "
+            "step on the CPUs we measured): the time budget will fit fewer steps (set "
+            "USE_PRETRAINED = True to skip training)."
         )
-    return recipe, f"{why}: {c.steps:,} steps of batch {c.batch_size} ({recipe.expect}).{note}"
+    return (
+        recipe,
+        f"{why}: up to {c.steps:,} steps of batch {c.batch_size} ({recipe.expect}).{note}",
+    )

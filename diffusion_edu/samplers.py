@@ -1,9 +1,12 @@
-"""The reverse process: one DDPM step, one DDIM step, and a sampling loop built on them.
+"""The reverse process: one DDPM step, one DDIM step, one Euler step, and a sampling loop.
 
-A sampler needs a noise predictor: any callable ``model(x_t, t, labels) -> eps_hat``. The
-samplers never import a concrete model, so a tiny MLP, the U-Net or a DiT all work.
+A sampler needs a trained network: any callable ``model(x_t, t, cond) -> prediction``. The
+samplers never import a concrete model, so a tiny MLP, the U-Net or a DiT all work. What the
+network predicts (``model.prediction``: the noise eps by default, or x_0, v, or a flow
+velocity) is turned into the pair (x0_hat, eps_hat) by
+:func:`diffusion_edu.targets.split_prediction`, and the steps below use that pair.
 
-Notation (code name -> paper symbol), shared by both steps:
+Notation (code name -> paper symbol), shared by the steps:
 
 =================  ======================================================  ===============
 code               meaning                                                 paper
@@ -14,6 +17,10 @@ code               meaning                                                 paper
 ``alpha_bar_t``    ``schedule.alpha_bars[t]``                              alpha_bar_t
 ``sigma``          standard deviation of the fresh noise added             sigma_t
 =================  ======================================================  ===============
+
+Which sampler for which model: ``"ddpm"`` and ``"ddim"`` for models on the diffusion path
+(eps, x0, v); ``"euler"`` for flow models, which live on the straight path of
+:mod:`diffusion_edu.targets`.
 """
 
 from __future__ import annotations
@@ -25,20 +32,26 @@ from typing import Literal
 import torch
 from tqdm.auto import tqdm
 
-from diffusion_edu.forward import (
-    as_timesteps,
-    check_same_shape,
-    coef,
+from diffusion_edu.device import cpu_threads, threads_for
+from diffusion_edu.forward import as_timesteps, check_same_shape, coef, q_posterior
+from diffusion_edu.models.common import null_condition
+from diffusion_edu.schedules import NoiseSchedule
+from diffusion_edu.targets import (
     predict_eps_from_x0,
     predict_x0_from_eps,
-    q_posterior,
+    prediction_of,
+    split_prediction,
 )
-from diffusion_edu.schedules import NoiseSchedule
 
 __all__ = [
+    "SAMPLERS",
+    "DEFAULT_STEPS",
     "ddpm_step",
     "ddim_step",
+    "euler_step",
     "ddim_timesteps",
+    "sampling_timesteps",
+    "plan_sampling",
     "sample",
     "sample_steps",
     "SampleStep",
@@ -46,6 +59,9 @@ __all__ = [
 ]
 
 NoisePredictor = Callable[..., torch.Tensor]
+Sampler = Literal["ddpm", "ddim", "euler"]
+SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "euler")
+DEFAULT_STEPS = 50  # DDIM's and Euler's number of steps when none is given
 
 
 def ddpm_step(
@@ -142,11 +158,85 @@ def ddim_step(
     return x_prev
 
 
+def euler_step(
+    velocity: torch.Tensor,
+    x_t: torch.Tensor,
+    t: int,
+    t_prev: int,
+    T: int,
+    clip_x0: bool = False,
+) -> torch.Tensor:
+    """One Euler step of a flow model, x_s -> x_{s_prev} with s = t / T (Lipman et al. 2023).
+
+    On the straight path ``x_s = (1 - s) x_0 + s eps`` the model predicts the velocity
+    ``u = dx_s/ds = eps - x_0``; stepping back in time, ``x_{s_prev} = x_s + (s_prev - s) u``.
+    With ``clip_x0=True`` the x_0 it implies (``x_s - s u``) is clipped to [-1, 1] first and
+    the step lands on the straight line between that x_0 and the implied noise.
+    """
+    check_same_shape(x_t, velocity, "x_t", "velocity")
+    if not (0 <= t_prev < t <= T):
+        raise ValueError(f"need 0 <= t_prev < t <= T={T}, got t={t} and t_prev={t_prev}.")
+    s, s_prev = t / T, t_prev / T
+    if not clip_x0:
+        return x_t + (s_prev - s) * velocity
+    x0_hat = (x_t - s * velocity).clamp(-1.0, 1.0)
+    eps_hat = (x_t - (1 - s) * x0_hat) / s
+    return (1 - s_prev) * x0_hat + s_prev * eps_hat
+
+
 def ddim_timesteps(T: int, steps: int) -> list[int]:
     """``steps + 1`` evenly spaced, strictly decreasing timesteps from T down to 0 (DDIM's tau)."""
     if isinstance(steps, bool) or not isinstance(steps, int) or not (1 <= steps <= T):
         raise ValueError(f"steps must be an integer in 1..T={T}, got {steps!r}.")
     return torch.linspace(T, 0, steps + 1, dtype=torch.float64).round().long().tolist()
+
+
+def sampling_timesteps(sampler: str, T: int, steps: int | None = None) -> list[int]:
+    """The timesteps ``[T, ..., 0]`` a sampler visits; checks ``sampler`` and ``steps``.
+
+    ``"ddpm"`` visits all T (DDPM's Algorithm 2); ``"ddim"`` and ``"euler"`` take ``steps``
+    evenly spaced ones (default :data:`DEFAULT_STEPS`, at most T).
+    """
+    if sampler not in SAMPLERS:
+        names = ", ".join(map(repr, SAMPLERS))
+        raise ValueError(f"sampler must be one of {names}, got {sampler!r}.")
+    if sampler == "ddpm":
+        if steps not in (None, T):
+            raise ValueError(
+                f"DDPM sampling takes all T={T} steps; got steps={steps}. For fewer steps use "
+                "sampler='ddim' (eta=1.0 gives DDPM-like noise)."
+            )
+        return list(range(T, -1, -1))
+    if steps is not None and not (isinstance(steps, int) and 1 <= steps <= T):
+        raise ValueError(f"steps must be a whole number in 1..T={T}, got {steps!r}.")
+    return ddim_timesteps(T, min(DEFAULT_STEPS, T) if steps is None else steps)
+
+
+def plan_sampling(
+    model: NoisePredictor, T: int, sampler: str | None = None, steps: int | None = None
+) -> tuple[Sampler, list[int]]:
+    """``(sampler, timesteps)`` for this model: checks that they fit, with a clear error.
+
+    ``sampler=None`` picks ``"ddpm"``, or ``"euler"`` for a flow model.
+    """
+    prediction = prediction_of(model)
+    sampler = sampler or ("euler" if prediction == "flow" else "ddpm")
+    timesteps = sampling_timesteps(sampler, T, steps)
+    _check_sampler(sampler, prediction)
+    return sampler, timesteps  # type: ignore[return-value]
+
+
+def _check_sampler(sampler: str, prediction: str) -> None:
+    if prediction == "flow" and sampler != "euler":
+        raise ValueError(
+            f"this model predicts a flow velocity (prediction='flow'), which sampler={sampler!r} "
+            "cannot use: sample it with sampler='euler'."
+        )
+    if prediction != "flow" and sampler == "euler":
+        raise ValueError(
+            f"sampler='euler' follows a flow model's velocity, but this model predicts "
+            f"{prediction!r}: use sampler='ddim' or 'ddpm'."
+        )
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -172,38 +262,36 @@ class Trajectory:
     x0_hats: torch.Tensor  # (S, B, C, H, W): predicted x_0 at each step, on the CPU
 
 
-def _predict_eps(
+def _predict(
     model: NoisePredictor,
     x_t: torch.Tensor,
     t: torch.Tensor,
-    labels: torch.Tensor | None,
+    cond: torch.Tensor | None,
     guidance: float,
 ) -> torch.Tensor:
-    """eps_hat, with classifier-free guidance when ``guidance != 1``.
+    """The model's prediction, with classifier-free guidance when ``guidance != 1``.
 
-    eps = eps_uncond + guidance * (eps_cond - eps_uncond)   (Ho & Salimans 2022, as in diffusers)
+    pred = pred_uncond + guidance * (pred_cond - pred_uncond)   (Ho & Salimans 2022, as in
+    diffusers). Every target is an affine function of eps at a given (x_t, t), so mixing
+    predictions mixes the noise estimates the same way.
     """
-    if labels is None or guidance == 1.0:
-        return model(x_t, t, labels)
-    null_label = getattr(model, "null_label", None)
-    if null_label is None:  # any callable: two passes, labels=None meaning "no label"
-        eps_cond, eps_uncond = model(x_t, t, labels), model(x_t, t, None)
+    if cond is None or guidance == 1.0:
+        return model(x_t, t, cond)
+    null = null_condition(model, cond)  # type: ignore[arg-type]
+    if null is None:  # any callable: two passes, cond=None meaning "no condition"
+        pred_cond, pred_uncond = model(x_t, t, cond), model(x_t, t, None)
     else:  # one batched pass: [conditional; unconditional]
-        both = model(
-            torch.cat([x_t, x_t]),
-            torch.cat([t, t]),
-            torch.cat([labels, torch.full_like(labels, null_label)]),
-        )
-        eps_cond, eps_uncond = both.chunk(2)
-    return eps_uncond + guidance * (eps_cond - eps_uncond)
+        both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, null]))
+        pred_cond, pred_uncond = both.chunk(2)
+    return pred_uncond + guidance * (pred_cond - pred_uncond)
 
 
 def sample_steps(
     model: NoisePredictor,
     schedule: NoiseSchedule,
     x_T: torch.Tensor,
-    labels: torch.Tensor | None = None,
-    sampler: Literal["ddpm", "ddim"] = "ddpm",
+    cond: torch.Tensor | None = None,
+    sampler: Sampler | None = None,
     steps: int | None = None,
     eta: float = 0.0,
     guidance: float = 1.0,
@@ -214,19 +302,12 @@ def sample_steps(
     """Run the reverse process from ``x_T``, yielding a :class:`SampleStep` after every step.
 
     ``sampler="ddpm"`` takes all T steps (DDPM Algorithm 2, posterior variance);
-    ``sampler="ddim"`` takes ``steps`` evenly spaced steps with DDIM's ``eta``.
+    ``sampler="ddim"`` takes ``steps`` evenly spaced steps with DDIM's ``eta``;
+    ``sampler="euler"`` takes ``steps`` Euler steps along a flow model's velocity.
+    None picks ``"ddpm"``, or ``"euler"`` for a flow model.
     """
-    if sampler not in ("ddpm", "ddim"):
-        raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}.")
-    if sampler == "ddpm":
-        if steps not in (None, schedule.T):
-            raise ValueError(
-                f"DDPM sampling takes all T={schedule.T} steps; got steps={steps}. "
-                "For fewer steps use sampler='ddim' (eta=1.0 gives DDPM-like noise)."
-            )
-        timesteps = list(range(schedule.T, -1, -1))
-    else:
-        timesteps = ddim_timesteps(schedule.T, schedule.T if steps is None else steps)
+    sampler, timesteps = plan_sampling(model, schedule.T, sampler, steps)
+    prediction = prediction_of(model)
     batch = x_T.shape[0]
     x_t = x_T
     pairs = list(zip(timesteps[:-1], timesteps[1:], strict=True))
@@ -234,15 +315,17 @@ def sample_steps(
         tqdm(pairs, desc=f"{sampler} sampling", disable=not progress)
     ):
         t_batch = torch.full((batch,), t, dtype=torch.long, device=x_t.device)
-        eps_hat = _predict_eps(model, x_t, t_batch, labels, guidance).to(x_t.dtype)
+        pred = _predict(model, x_t, t_batch, cond, guidance).to(x_t.dtype)
+        x0_hat, eps_hat = split_prediction(pred, x_t, t_batch, schedule, prediction)
         noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
         if sampler == "ddpm":
             x_prev = ddpm_step(eps_hat, x_t, t, schedule, noise=noise, clip_x0=clip_x0)
-        else:
+        elif sampler == "ddim":
             x_prev = ddim_step(
                 eps_hat, x_t, t, t_prev, schedule, eta=eta, noise=noise, clip_x0=clip_x0
             )
-        x0_hat = predict_x0_from_eps(x_t, t, eps_hat, schedule)
+        else:
+            x_prev = euler_step(pred, x_t, t, t_prev, schedule.T, clip_x0=clip_x0)
         if clip_x0:
             x0_hat = x0_hat.clamp(-1.0, 1.0)
         yield SampleStep(index=index, t=t, t_prev=t_prev, x_t=x_t, x0_hat=x0_hat, x_prev=x_prev)
@@ -269,7 +352,7 @@ def sample(
     schedule: NoiseSchedule,
     n: int | None = None,
     labels: Sequence[int] | torch.Tensor | None = None,
-    sampler: Literal["ddpm", "ddim"] = "ddpm",
+    sampler: Sampler | None = None,
     steps: int | None = None,
     eta: float = 0.0,
     guidance: float = 1.0,
@@ -279,15 +362,17 @@ def sample(
     shape: tuple[int, ...] | None = None,
     clip_x0: bool = True,
     progress: bool = True,
+    cond: torch.Tensor | None = None,
 ) -> torch.Tensor | Trajectory:
     """Draw new images from a trained noise predictor, starting from pure noise x_T ~ N(0, I).
 
     Args:
-        model: callable ``(x_t, t, labels) -> eps_hat`` (e.g. :class:`~diffusion_edu.UNet`).
+        model: callable ``(x_t, t, cond) -> prediction`` (e.g. :class:`~diffusion_edu.UNet`).
         schedule: the schedule the model was trained with.
-        n: how many images (or give ``labels``: one image per label).
+        n: how many images (or give ``labels``/``cond``: one image per entry).
         labels: class labels for a class-conditional model, e.g. ``[0, 1, ..., 9]``.
-        sampler: ``"ddpm"`` (all T steps) or ``"ddim"`` (``steps`` steps, default 50).
+        sampler: ``"ddpm"`` (all T steps), ``"ddim"`` or ``"euler"`` (``steps`` steps, default
+            :data:`DEFAULT_STEPS`). None: ``"ddpm"``, or ``"euler"`` for a flow model.
         eta: DDIM's noise level (0 = deterministic).
         guidance: classifier-free guidance scale w in
             ``eps = eps_uncond + w * (eps_cond - eps_uncond)``; 1.0 is plain conditional sampling.
@@ -299,31 +384,34 @@ def sample(
         clip_x0: clip the predicted x_0 to [-1, 1] at each step, and the result at the end
             (standard practice for images in [-1, 1]); False for data on another scale,
             e.g. the 2-D points of lesson 05.
+        cond: any other condition, one row per image (e.g. token ids ``(n, L)`` of a text
+            prompt), instead of ``labels``.
 
     Returns:
         ``(n, C, H, W)`` images (in [-1, 1] with ``clip_x0``), or a :class:`Trajectory`.
     """
+    if labels is not None and cond is not None:
+        raise ValueError("give labels=... or cond=..., not both (labels are a kind of cond).")
     if labels is not None:
-        labels = torch.as_tensor(labels, dtype=torch.long)
-        if labels.ndim != 1:
+        cond = torch.as_tensor(labels, dtype=torch.long)
+        if cond.ndim != 1:
             raise ValueError(
-                f"labels must be a 1-D list of class ids, got shape {tuple(labels.shape)}."
+                f"labels must be a 1-D list of class ids, got shape {tuple(cond.shape)}."
             )
-        if n is not None and n != labels.shape[0]:
+    if cond is not None:
+        if n is not None and n != cond.shape[0]:
             raise ValueError(
-                f"n={n} but {labels.shape[0]} labels were given: give one label per image."
+                f"n={n} but {cond.shape[0]} labels were given: give one label per image."
             )
-        n = labels.shape[0]
+        n = cond.shape[0]
     if n is None or isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"give n >= 1 (how many images) or a list of labels; got n={n!r}.")
-    if guidance != 1.0 and labels is None:
+    if guidance != 1.0 and cond is None:
         raise ValueError("classifier-free guidance needs labels: pass labels=... or guidance=1.0.")
     if shape is None:
         shape = _model_image_shape(model)
         if shape is None:
             raise ValueError("cannot tell the image shape from this model: pass shape=(C, H, W).")
-    if sampler == "ddim" and steps is None:
-        steps = 50
     device = (
         torch.device(device)
         if device is not None
@@ -334,33 +422,25 @@ def sample(
         generator.manual_seed(seed)
     else:
         generator.seed()
-    if labels is not None:
-        labels = labels.to(device)
+    if cond is not None:
+        cond = cond.to(device)
     was_training = isinstance(model, torch.nn.Module) and model.training
     if isinstance(model, torch.nn.Module):
         model.eval()
     try:
-        x_T = torch.randn((n, *shape), generator=generator, device=device)  # (B, C, H, W)
-        xs, x0_hats, timesteps = [x_T.cpu()], [], []
-        x = x_T
-        for step in sample_steps(
-            model,
-            schedule,
-            x_T,
-            labels,
-            sampler,
-            steps,
-            eta,
-            guidance,
-            generator,
-            clip_x0,
-            progress,
-        ):
-            x = step.x_prev
-            if return_trajectory:
-                timesteps.append(step.t)
-                xs.append(x.cpu())
-                x0_hats.append(step.x0_hat.cpu())
+        with cpu_threads(threads_for(model, device)):  # the thread policy (device.py)
+            x_T = torch.randn((n, *shape), generator=generator, device=device)  # (B, C, H, W)
+            xs, x0_hats, timesteps = [x_T.cpu()], [], []
+            x = x_T
+            for step in sample_steps(
+                model, schedule, x_T, cond, sampler, steps, eta, guidance, generator, clip_x0,
+                progress,
+            ):  # fmt: skip
+                x = step.x_prev
+                if return_trajectory:
+                    timesteps.append(step.t)
+                    xs.append(x.cpu())
+                    x0_hats.append(step.x0_hat.cpu())
     finally:
         if was_training:
             model.train()

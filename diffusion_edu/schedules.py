@@ -97,13 +97,24 @@ class NoiseSchedule:
     # ----------------------------------------------------------------- constructors
     @classmethod
     def linear(
-        cls, T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02
+        cls,
+        T: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+        scale_to_T: bool = False,
     ) -> NoiseSchedule:
         """DDPM's schedule: beta_t rises linearly from ``beta_start`` (t=1) to ``beta_end`` (t=T).
 
         Source: Ho et al. 2020, Section 4 ("beta_1 = 1e-4 to beta_T = 0.02", T = 1000).
+
+        ``scale_to_T=True`` is for short chains: DDPM's betas suit T = 1000, and with T = 25
+        the same betas would stop far short of pure noise. Both ends are then multiplied by
+        1000 / T (capped at 0.1 and 0.9), which keeps DDPM's ``beta_T * T = 20``.
         """
         _check_T(T)
+        if scale_to_T:
+            scale = 1000 / T
+            beta_start, beta_end = min(beta_start * scale, 0.1), min(beta_end * scale, 0.9)
         for name, value in (("beta_start", beta_start), ("beta_end", beta_end)):
             if not (math.isfinite(value) and 0.0 < value < 1.0):
                 raise ValueError(
@@ -221,14 +232,16 @@ def make_schedule(
     beta_end: float = 0.02,
     s: float = 0.008,
     tau: float = 1.0,
+    scale_to_T: bool = False,
 ) -> NoiseSchedule:
     """The named schedule with the given knobs (only the ones that kind uses are read).
 
-    linear: DDPM (Ho et al. 2020); cosine: Nichol & Dhariwal 2021, Eq. 17 (offset ``s``);
-    sigmoid: Chen 2023, Algorithm 1 (temperature ``tau``). Raises ValueError for bad values.
+    linear: DDPM (Ho et al. 2020), ``scale_to_T`` as in :meth:`NoiseSchedule.linear`;
+    cosine: Nichol & Dhariwal 2021, Eq. 17 (offset ``s``); sigmoid: Chen 2023, Algorithm 1
+    (temperature ``tau``). Raises ValueError for bad values.
     """
     if kind == "linear":
-        return NoiseSchedule.linear(T=T, beta_start=beta_start, beta_end=beta_end)
+        return NoiseSchedule.linear(T, beta_start, beta_end, scale_to_T=scale_to_T)
     if kind == "cosine":
         return NoiseSchedule.cosine(T=T, s=s)
     if kind == "sigmoid":

@@ -5,10 +5,11 @@ here too (forward noising, noise estimation, iterative denoising), but each "ima
 point in the plane, so we can *see* the whole distribution and the model's field of arrows.
 
 * :func:`make_spiral`, :func:`make_moons`, :func:`make_toy_data`: the data sets, seeded.
-* :class:`ToyNoisePredictor`: ``model(x_t, t, labels=None) -> eps_hat`` for 2-D points, the
-  same calling convention as the U-Net, so the library's samplers work on it unchanged.
-* :func:`train_toy_steps` / :func:`train_toy`: the DDPM training loop (Algorithm 1), small
-  and seeded.
+* :class:`ToyNoisePredictor` (in :mod:`diffusion_edu.models.toy_mlp`): ``model(x_t, t,
+  labels=None) -> eps_hat`` for 2-D points, the same calling convention as the U-Net, so the
+  library's loop and samplers work on it unchanged.
+* :func:`train_toy_steps` / :func:`train_toy`: DDPM training (Algorithm 1) with the library's
+  one loop (:class:`~diffusion_edu.Trainer`) and the toy's recipe, :func:`toy_train_config`.
 * :func:`eps_to_score`, :func:`score_field`, :func:`exact_score`: the score-based view,
   ``grad_x log q(x_t) = -eps / sqrt(1 - alpha_bar_t)`` (Song et al. 2021, Eq. 7-8 with
   Tweedie's formula; Luo 2022, "Understanding Diffusion Models", Eq. 151).
@@ -23,6 +24,7 @@ point in the plane, so we can *see* the whole distribution and the model's field
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Iterator, Sequence
@@ -31,13 +33,13 @@ from typing import Literal
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from diffusion_edu.forward import as_timesteps, coef
-from diffusion_edu.models.embeddings import sinusoidal_embedding
+from diffusion_edu.loop import TensorBatches, TrainConfig, Trainer, TrainingDivergedError, TrainStep
+from diffusion_edu.models.toy_mlp import ToyMLPConfig, ToyNoisePredictor
 from diffusion_edu.samplers import sample
-from diffusion_edu.schedules import NoiseSchedule
-from diffusion_edu.training import diffusion_loss, drop_labels
+from diffusion_edu.schedules import NoiseSchedule, make_schedule
+from diffusion_edu.training import DiffusionLoss
 
 __all__ = [
     "ToyDataName",
@@ -45,11 +47,9 @@ __all__ = [
     "make_moons",
     "make_moons_labelled",
     "make_toy_data",
-    "toy_schedule",
     "ToyMLPConfig",
     "ToyNoisePredictor",
-    "ToyTrainConfig",
-    "ToyTrainRecord",
+    "toy_train_config",
     "train_toy_steps",
     "train_toy",
     "eps_to_score",
@@ -122,187 +122,41 @@ def make_toy_data(name: ToyDataName = "spiral", n: int = 2000, seed: int = 0) ->
     raise ValueError(f"name must be 'spiral' or 'moons', got {name!r}.")
 
 
-def toy_schedule(T: int = 100) -> NoiseSchedule:
-    """The schedule the 2-D lesson uses: cosine (Nichol & Dhariwal 2021) with T = 100 steps.
-
-    Two dimensions need far fewer steps than an image; the cosine schedule spreads them
-    evenly between "data" and "noise" (lesson 04).
-    """
-    return NoiseSchedule.cosine(T=T)
-
-
 def _check_n(n: int) -> None:
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n (the number of points) must be an integer >= 1, got {n!r}.")
 
 
-# ----------------------------------------------------------------------------- the model
-@dataclass(frozen=True)
-class ToyMLPConfig:
-    """Size of the tiny noise predictor.
-
-    Attributes:
-        hidden: width of each hidden layer.
-        depth: number of hidden layers.
-        time_dim: size of the sinusoidal time embedding.
-        fourier_features: how many frequencies (pi/2, pi, 2 pi, ...) of sin/cos features of
-            each coordinate to feed in besides x itself; 0 feeds x alone. A plain MLP on raw
-            coordinates learns smooth functions first and blurs the spiral's arms together;
-            these features let it draw sharp curves within a short training run (Tancik et al.
-            2020, "Fourier features let networks learn high frequency functions").
-        T: the number of diffusion steps the model will see (t is divided by T before
-            embedding, so the embedding's frequencies suit any T).
-        num_classes: number of class labels to condition on (the "prompt"), or None for an
-            unconditional model. A conditional model has one extra learned label, the "no
-            label" class ``model.null_label`` (= num_classes), as the U-Net does.
-        label_dim: size of the learned label embedding (conditional models only).
-    """
-
-    hidden: int = 128
-    depth: int = 3
-    time_dim: int = 32
-    fourier_features: int = 6
-    T: int = 100
-    num_classes: int | None = None
-    label_dim: int = 16
-
-    def __post_init__(self) -> None:
-        if self.hidden < 1 or self.depth < 1 or self.T < 1 or self.fourier_features < 0:
-            raise ValueError(f"hidden, depth and T must be >= 1, got {self}.")
-        if self.num_classes is not None and (self.num_classes < 1 or self.label_dim < 1):
-            raise ValueError(f"num_classes and label_dim must be >= 1 (or None), got {self}.")
-        if self.time_dim < 2 or self.time_dim % 2:
-            raise ValueError(f"time_dim must be an even number >= 2, got {self.time_dim}.")
-
-
-class ToyNoisePredictor(nn.Module):
-    """A small MLP ``eps_theta(x_t, t)`` for 2-D points: ``model(x_t, t, labels=None)``.
-
-    Input: the point ``x_t`` ``(B, 2)`` and the sinusoidal embedding of ``t`` (as in the U-Net,
-    so the network knows how noisy its input is). Output: ``eps_hat`` ``(B, 2)``, its estimate
-    of the noise that was added.
-
-    ``labels``: for an unconditional model it must be None (accepted so the samplers can call
-    every model the same way). With ``ToyMLPConfig(num_classes=K)`` it is a LongTensor ``(B,)``
-    of class ids in 0..K, where K = ``model.null_label`` means "no label" (and None means
-    "no label" for the whole batch); a learned embedding of the label joins the input, the
-    way a text encoder's output joins Stable Diffusion's U-Net.
-    """
-
-    def __init__(self, config: ToyMLPConfig | None = None) -> None:
-        super().__init__()
-        self.config = config = config or ToyMLPConfig()
-        layers: list[nn.Module] = []
-        width = 2 + 4 * config.fourier_features + config.time_dim
-        # One extra embedding row: the learned "no label" class for classifier-free guidance.
-        self.label_emb = (
-            nn.Embedding(config.num_classes + 1, config.label_dim)
-            if config.num_classes is not None
-            else None
-        )
-        width += config.label_dim if self.label_emb is not None else 0
-        # Frequencies of the coordinate features: pi/2 * (1, 2, 4, ...).
-        freqs = (math.pi / 2) * 2.0 ** torch.arange(config.fourier_features)
-        self.register_buffer("freqs", freqs, persistent=False)
-        for _ in range(config.depth):
-            layers += [nn.Linear(width, config.hidden), nn.SiLU()]
-            width = config.hidden
-        layers.append(nn.Linear(width, 2))
-        self.net = nn.Sequential(*layers)
-
-    @property
-    def null_label(self) -> int | None:
-        """The class id that means "no label" (None for an unconditional model)."""
-        return self.config.num_classes
-
-    def forward(
-        self, x_t: torch.Tensor, t: int | torch.Tensor, labels: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        if labels is not None and self.label_emb is None:
-            raise ValueError(
-                "This ToyNoisePredictor is unconditional: call it with labels=None "
-                "(or build it with ToyMLPConfig(num_classes=...))."
-            )
-        if x_t.ndim != 2 or x_t.shape[1] != 2:
-            raise ValueError(f"x_t must have shape (B, 2), got {tuple(x_t.shape)}.")
-        B = x_t.shape[0]
-        if isinstance(t, int):
-            t = torch.full((B,), t, device=x_t.device)
-        t = t.to(x_t.device).expand(B) if t.ndim == 0 else t.to(x_t.device)
-        # Scale t to 0..1000 whatever T is, so the embedding's frequencies fit the range.
-        emb = sinusoidal_embedding(t.float() * (1000.0 / self.config.T), self.config.time_dim)
-        angles = x_t[:, :, None] * self.freqs.to(x_t)  # (B, 2, F)
-        features = torch.cat([angles.sin(), angles.cos()], dim=2).flatten(1)  # (B, 4F)
-        inputs = [x_t, features, emb.to(x_t.dtype)]
-        if self.label_emb is not None:
-            inputs.append(self.label_emb(self._check_labels(labels, B, x_t.device)).to(x_t.dtype))
-        return self.net(torch.cat(inputs, dim=1))  # (B, 2)
-
-    def _check_labels(
-        self, labels: torch.Tensor | None, batch: int, device: torch.device
-    ) -> torch.Tensor:
-        null = self.config.num_classes
-        assert null is not None
-        if labels is None:
-            return torch.full((batch,), null, dtype=torch.long, device=device)
-        labels = torch.as_tensor(labels, device=device)
-        if labels.shape != (batch,) or labels.dtype != torch.long:
-            raise ValueError(
-                f"labels must be a LongTensor of shape ({batch},), got {tuple(labels.shape)} "
-                f"{labels.dtype}."
-            )
-        if labels.numel() and (labels.min() < 0 or labels.max() > null):
-            raise ValueError(f"labels must lie in 0..{null} ({null} = no label).")
-        return labels
-
-
 # ----------------------------------------------------------------------------- training
-@dataclass(frozen=True)
-class ToyTrainConfig:
-    """The training run: ``steps`` Adam updates on batches of ``batch_size`` examples.
+def toy_train_config(
+    steps: int = 2000, batch_size: int = 256, lr: float = 1e-2, seed: int = 0
+) -> TrainConfig:
+    """The toy's recipe for the one training loop (:class:`~diffusion_edu.TrainConfig`).
 
-    ``num_threads``: CPU threads while training (1 suits the tiny 2-D MLP, whose matrix
-    products are too small to split; None leaves PyTorch's setting alone).
-    ``label_dropout``: when training on labels, the probability p_uncond of replacing each
-    label by the model's "no label" class (Ho & Salimans 2022, Algorithm 1), so that the same
-    model also learns eps_theta(x_t, t, no label), which guidance needs.
+    Plain Adam (AdamW without weight decay) at ``lr``, no warm-up, cosine decay to 10% of
+    ``lr``; no gradient clipping and no EMA (the model samples from its own weights), float32,
+    and no stop on a large loss (lesson 05 *wants* to show what a too-large learning rate
+    does; NaN still stops training).
     """
-
-    steps: int = 2000
-    batch_size: int = 256
-    lr: float = 1e-2
-    seed: int = 0
-    num_threads: int | None = 1
-    label_dropout: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"steps, batch_size and lr must be positive, got {self}.")
-        if not 0.0 <= self.label_dropout < 1.0:
-            raise ValueError(f"label_dropout must lie in [0, 1), got {self.label_dropout}.")
-
-
-@dataclass(frozen=True)
-class ToyTrainRecord:
-    """One training step: its index (0-based) and the batch's loss ||eps - eps_hat||^2."""
-
-    step: int
-    loss: float
+    return TrainConfig(
+        steps=steps, batch_size=batch_size, lr=lr, warmup_steps=0, min_lr=0.1 * lr,
+        grad_clip=0.0, ema_decay=None, seed=seed, precision="fp32", max_loss=math.inf,
+    )  # fmt: skip
 
 
 def train_toy_steps(
     model: nn.Module,
     data: torch.Tensor,
     schedule: NoiseSchedule,
-    config: ToyTrainConfig | None = None,
+    config: TrainConfig | None = None,
     progress: bool = True,
     labels: torch.Tensor | None = None,
-) -> Iterator[ToyTrainRecord]:
-    """DDPM training (Ho et al. 2020, Algorithm 1), yielding a record after every step.
+    cond_dropout: float = 0.1,
+) -> Iterator[TrainStep]:
+    """Train on the CPU with the library's one loop, yielding a record after every step.
 
-    Written for the 2-D toy, but nothing in it is 2-D: ``data`` may be ``(N, 2)`` points or
-    ``(N, C, H, W)`` images, and ``model`` any ``(x_t, t) -> eps_hat`` (lesson 06 uses it for
-    a few seconds of U-Net training).
+    DDPM training (Ho et al. 2020, Algorithm 1) by :class:`~diffusion_edu.Trainer` with
+    :class:`~diffusion_edu.training.DiffusionLoss` and :func:`toy_train_config`'s recipe:
 
     repeat:
         1. x_0 ~ data,  t ~ Uniform{1..T},  eps ~ N(0, I)
@@ -311,76 +165,33 @@ def train_toy_steps(
 
     ``labels`` (N,): the class of each data point, for a conditional model (one with a
     ``null_label``); each batch's labels are dropped to "no label" with probability
-    ``config.label_dropout`` (classifier-free guidance training).
-
-    Seeded by ``config.seed`` (weights are not re-initialised: seed before building the model).
-    The learning rate decays by cosine annealing to 10% over the run.
+    ``cond_dropout`` (classifier-free guidance training). Seeded by ``config.seed`` (weights
+    are not re-initialised: seed before building the model). The model is left in eval mode.
     """
-    config = config or ToyTrainConfig()
+    config = config or toy_train_config()
     if data.ndim < 2 or data.shape[0] < 1:
         raise ValueError(f"data must have shape (N, ...) with N >= 1, got {tuple(data.shape)}.")
-    if labels is not None:
-        if getattr(model, "null_label", None) is None:
-            raise ValueError("labels were given but the model is unconditional (no null_label).")
-        if labels.shape != (data.shape[0],):
-            raise ValueError(
-                f"labels must have shape ({data.shape[0]},), got {tuple(labels.shape)}."
-            )
-    g = torch.Generator().manual_seed(config.seed)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    # A 2-D MLP is so small that splitting each matrix product across threads costs more than
-    # it saves (several times slower on a busy 2-core laptop), so by default train on one.
-    threads = torch.get_num_threads()
-    if config.num_threads is not None:
-        torch.set_num_threads(config.num_threads)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=config.steps, eta_min=config.lr * 0.1
-    )
-    model.train()
+    batches = TensorBatches(data, *([] if labels is None else [labels]))
+    loss = DiffusionLoss(schedule, cond_dropout=cond_dropout)
+    trainer = Trainer(model, loss, batches, config, "cpu", verbose=False, progress=progress)
     try:
-        yield from _train_loop(
-            model, data, labels, schedule, config, g, optimizer, scheduler, progress
-        )
+        yield from trainer.run()
     finally:
-        torch.set_num_threads(threads)
         model.eval()
-
-
-def _train_loop(
-    model: nn.Module,
-    data: torch.Tensor,
-    labels: torch.Tensor | None,
-    schedule: NoiseSchedule,
-    config: ToyTrainConfig,
-    g: torch.Generator,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    progress: bool,
-) -> Iterator[ToyTrainRecord]:
-    for step in tqdm(range(config.steps), desc="training the 2-D toy", disable=not progress):
-        idx = torch.randint(0, data.shape[0], (config.batch_size,), generator=g)
-        x0 = data[idx]  # (B, 2) points or (B, C, H, W) images
-        y = None
-        if labels is not None:  # the "prompt", sometimes replaced by "no label"
-            y = drop_labels(labels[idx], model.null_label, config.label_dropout, g)
-        loss = diffusion_loss(model, x0, schedule, labels=y, generator=g)  # Algorithm 1
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        yield ToyTrainRecord(step=step, loss=loss.item())
 
 
 def train_toy(
     model: nn.Module,
     data: torch.Tensor,
     schedule: NoiseSchedule,
-    config: ToyTrainConfig | None = None,
+    config: TrainConfig | None = None,
     progress: bool = True,
     labels: torch.Tensor | None = None,
+    cond_dropout: float = 0.1,
 ) -> list[float]:
     """Run :func:`train_toy_steps` to the end and return the loss of every step."""
-    return [r.loss for r in train_toy_steps(model, data, schedule, config, progress, labels)]
+    steps = train_toy_steps(model, data, schedule, config, progress, labels, cond_dropout)
+    return [record.loss for record in steps]
 
 
 # ----------------------------------------------------------------------------- scores
@@ -454,28 +265,15 @@ def sample_points(
     guidance: float = 1.0,
     seed: int | None = 0,
 ) -> torch.Tensor:
-    """DDPM samples ``(n, 2)`` from a 2-D toy model, *not* clipped to [-1, 1].
+    """Samples ``(n, 2)`` from a 2-D toy model (DDPM; Euler for a flow model), *not* clipped.
 
     :func:`diffusion_edu.sample` with ``shape=(2,)`` and ``clip_x0=False`` (the points are not
-    pixels: they live outside [-1, 1]). Runs on one CPU thread, like training (the MLP's matrix
-    products are too small to split).
+    pixels: they live outside [-1, 1]).
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return sample(
-            model,
-            schedule,
-            n=n,
-            labels=labels,
-            guidance=guidance,
-            seed=seed,
-            shape=(2,),
-            clip_x0=False,
-            progress=False,
-        )
-    finally:
-        torch.set_num_threads(threads)
+    return sample(
+        model, schedule, n=n, labels=labels, guidance=guidance, seed=seed, shape=(2,),
+        clip_x0=False, progress=False,
+    )  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- hyperparameters
@@ -524,19 +322,6 @@ class HyperparameterSweep:
         raise KeyError(f"no run with lr={lr} and batch_size={batch_size} in this sweep.")
 
 
-def _make_schedule(name: str, T: int) -> NoiseSchedule:
-    if name == "cosine":
-        return NoiseSchedule.cosine(T=T)
-    if name == "linear":
-        # Ho et al.'s betas 1e-4..0.02 were chosen for T = 1000; scale them so that a short
-        # chain still ends in noise (beta_T * T = 20, as in DDPM).
-        scale = 1000 / T
-        return NoiseSchedule.linear(
-            T=T, beta_start=min(1e-4 * scale, 0.1), beta_end=min(0.02 * scale, 0.9)
-        )
-    raise ValueError(f"schedule must be 'linear' or 'cosine', got {name!r}.")
-
-
 def train_and_sample_toy(
     data: torch.Tensor,
     *,
@@ -554,18 +339,28 @@ def train_and_sample_toy(
     Everything is seeded by ``seed`` (weights, batches, noise, sampling), so two calls with
     the same arguments give the same result and two settings differ only by their settings.
     The model has ``T`` steps of the named ``schedule`` (a linear one is rescaled so that its
-    betas suit a chain of T steps; see :meth:`NoiseSchedule.linear`).
+    betas suit a chain of T steps: ``scale_to_T`` in :meth:`NoiseSchedule.linear`). The loss
+    may grow huge with a too-large learning rate (training goes on, as the lesson wants to
+    show); if it becomes NaN, training stops and ``distance`` is ``inf``.
     """
-    noise_schedule = _make_schedule(schedule, T)
+    if schedule not in ("linear", "cosine"):
+        raise ValueError(f"schedule must be 'linear' or 'cosine', got {schedule!r}.")
+    noise_schedule = make_schedule(schedule, T=T, scale_to_T=True)
     torch.manual_seed(seed)
     config = model_config or ToyMLPConfig()
-    model = ToyNoisePredictor(ToyMLPConfig(**{**config.__dict__, "T": T}))
+    model = ToyNoisePredictor(dataclasses.replace(config, T=T))
     start = time.perf_counter()
-    train_config = ToyTrainConfig(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
-    losses = train_toy(model, data, noise_schedule, train_config, progress=False)
+    train_config = toy_train_config(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+    losses: list[float] = []
+    diverged = False
+    try:
+        for record in train_toy_steps(model, data, noise_schedule, train_config, False):
+            losses.append(record.loss)
+    except TrainingDivergedError:  # NaN: the samples of the last good weights are shown
+        diverged = True
     seconds = time.perf_counter() - start
     samples = sample_points(model, noise_schedule, n=n_samples, seed=seed)
-    finite = bool(torch.isfinite(samples).all())
+    finite = bool(torch.isfinite(samples).all()) and not diverged
     distance = nearest_data_distance(samples, data) if finite else math.inf
     return ToyRunResult(
         lr=lr,

@@ -17,17 +17,11 @@ from pathlib import Path
 
 import torch
 
-from diffusion_edu import (
-    class_agreement,
-    frechet_distance,
-    frechet_floor,
-    load_checkpoint,
-    load_mnist,
-    sample,
-    save_checkpoint,
-)
+from diffusion_edu.checkpoints import load_checkpoint, save_checkpoint
+from diffusion_edu.data import load_mnist
 from diffusion_edu.files import atomic_write
-from diffusion_edu.metrics import stray_pixels
+from diffusion_edu.metrics import class_agreement, frechet_distance, frechet_floor, stray_pixels
+from diffusion_edu.samplers import sample
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,7 +40,7 @@ def main() -> None:
     checkpoint = load_checkpoint(args.checkpoint)
     model = checkpoint.build_model(ema=True)
     save_checkpoint(args.out, model, checkpoint.schedule, step=checkpoint.step,
-                    train_config=checkpoint.train_config)  # fmt: skip
+                    train_config=checkpoint.train_config, loss=checkpoint.loss)  # fmt: skip
 
     heldout = load_mnist("test", verbose=False).images
     labels = torch.arange(10).repeat_interleave(args.per_class)

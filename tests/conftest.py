@@ -1,10 +1,14 @@
 """Shared test settings: deterministic, single-threaded-friendly, headless."""
 
+import dataclasses
 import os
+from collections.abc import Callable
 
 import matplotlib
 import pytest
 import torch
+
+from diffusion_edu.models.unet import UNet, UNetConfig
 
 matplotlib.use("Agg")
 os.environ.setdefault("DIFFUSION_EDU_QUICK", "1")
@@ -23,3 +27,34 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- shared tiny things
+TINY_UNET = UNetConfig(
+    base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention=False, groups=4,
+    num_classes=10,
+)  # fmt: skip
+"""A ~32k-parameter class-conditional U-Net: learns nothing useful, runs every code path fast."""
+
+
+@pytest.fixture
+def tiny_unet() -> Callable[..., UNet]:
+    """``tiny_unet(seed=0, **config_changes)``: a fresh :data:`TINY_UNET`, seeded."""
+
+    def make(seed: int = 0, **changes: object) -> UNet:
+        torch.manual_seed(seed)
+        return UNet(dataclasses.replace(TINY_UNET, **changes))
+
+    return make
+
+
+@pytest.fixture
+def fake_digits() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """``fake_digits(n=64, seed=0)``: random (n, 1, 28, 28) images in [-1, 1] and labels 0..9."""
+
+    def make(n: int = 64, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        g = torch.Generator().manual_seed(seed)
+        images = torch.rand(n, 1, 28, 28, generator=g) * 2 - 1
+        return images, torch.randint(0, 10, (n,), generator=g)
+
+    return make

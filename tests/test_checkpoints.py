@@ -1,4 +1,5 @@
-"""Checkpoints: round trip, exact resume, atomic writes, and refusing bad or malicious files."""
+"""Checkpoints (diffusion_edu.checkpoints): round trip, exact resume, and refusing bad or
+malicious files. (Atomic writes: test_files.py.)"""
 
 from __future__ import annotations
 
@@ -9,52 +10,47 @@ from pathlib import Path
 import pytest
 import torch
 
-from diffusion_edu.checkpoints import (
-    Checkpoint,
-    CheckpointError,
-    atomic_write,
-    load_checkpoint,
-    save_checkpoint,
-)
-from diffusion_edu.models.unet import UNet, UNetConfig
+from diffusion_edu.checkpoints import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
+from diffusion_edu.loop import TensorBatches, TrainConfig, Trainer
+from diffusion_edu.models.toy_mlp import ToyMLPConfig, ToyNoisePredictor
 from diffusion_edu.schedules import NoiseSchedule
-from diffusion_edu.training import TrainConfig, Trainer
-
-TINY = UNetConfig(
-    base_channels=8, channel_mults=(1, 2), num_res_blocks=1, attention=False, groups=4,
-    num_classes=10,
-)  # fmt: skip
-
+from diffusion_edu.training import DiffusionLoss
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.py
 
 
-def fake_digits(n: int = 48) -> tuple[torch.Tensor, torch.Tensor]:
-    g = torch.Generator().manual_seed(0)
-    return torch.rand(n, 1, 28, 28, generator=g) * 2 - 1, torch.randint(0, 10, (n,), generator=g)
+@pytest.fixture
+def make_trainer(tiny_unet, fake_digits):  # noqa: ANN001, ANN201
+    """``make_trainer(steps, schedule=None)``: a seeded Trainer of the tiny U-Net on 48 fake
+    digits (both from conftest.py)."""
 
+    def make(steps: int, schedule: NoiseSchedule | None = None) -> Trainer:
+        torch.manual_seed(0)
+        images, labels = fake_digits(48)
+        config = TrainConfig(steps=steps, batch_size=8, warmup_steps=2, precision="fp32", seed=7)
+        loss = DiffusionLoss(schedule or NoiseSchedule.cosine(T=200), min_snr_gamma=5.0)
+        return Trainer(
+            tiny_unet(), loss, TensorBatches(images, labels), config, "cpu", verbose=False,
+            progress=False,
+        )  # fmt: skip
 
-def make_trainer(steps: int, schedule: NoiseSchedule | None = None) -> Trainer:
-    torch.manual_seed(0)
-    images, labels = fake_digits()
-    config = TrainConfig(steps=steps, batch_size=8, warmup_steps=2, precision="fp32", seed=7)
-    return Trainer(
-        UNet(TINY), schedule or NoiseSchedule.cosine(T=200), images, labels, config, "cpu",
-        verbose=False, progress=False,
-    )  # fmt: skip
+    return make
 
 
 # ----------------------------------------------------------------------------- round trip
-def test_round_trip_restores_config_weights_ema_schedule_and_step(tmp_path: Path) -> None:
+def test_round_trip_restores_config_weights_ema_schedule_and_step(
+    tmp_path: Path, make_trainer, tiny_unet
+) -> None:
     trainer = make_trainer(steps=3)
     list(trainer.run())
     path = trainer.save(tmp_path / "ckpt.pt")
     ckpt = load_checkpoint(path)
     assert isinstance(ckpt, Checkpoint)
-    assert ckpt.model_config == TINY and ckpt.step == 3
-    assert ckpt.schedule == trainer.schedule and ckpt.schedule.name == "cosine"
+    assert ckpt.model_config == tiny_unet().config and ckpt.step == 3
+    assert ckpt.schedule == trainer.loss.schedule and ckpt.schedule.name == "cosine"
     assert TrainConfig.from_dict(ckpt.train_config) == trainer.config
-    assert ckpt.history["loss"] == trainer.history["loss"]
+    assert ckpt.loss == {"min_snr_gamma": 5.0, "cond_dropout": 0.1} and ckpt.model_kind == "unet"
+    assert ckpt.history["loss"] == [r.loss for r in trainer.history]
     for ema, want in ((False, trainer.model), (True, trainer.ema_model)):
         model = ckpt.build_model(ema=ema)
         assert not model.training
@@ -62,7 +58,7 @@ def test_round_trip_restores_config_weights_ema_schedule_and_step(tmp_path: Path
             torch.testing.assert_close(model.state_dict()[name], value, rtol=0, atol=0)
 
 
-def test_checkpoint_is_plain_data_loadable_with_weights_only(tmp_path: Path) -> None:
+def test_checkpoint_is_plain_data_loadable_with_weights_only(tmp_path: Path, make_trainer) -> None:
     trainer = make_trainer(steps=1)
     list(trainer.run())
     path = trainer.save(tmp_path / "ckpt.pt")
@@ -73,7 +69,7 @@ def test_checkpoint_is_plain_data_loadable_with_weights_only(tmp_path: Path) -> 
 
 
 def test_resume_gives_the_same_losses_and_weights_as_an_uninterrupted_run(
-    tmp_path: Path,
+    tmp_path: Path, make_trainer
 ) -> None:
     straight = make_trainer(steps=6)
     losses_straight = [r.loss for r in straight.run()]
@@ -89,32 +85,38 @@ def test_resume_gives_the_same_losses_and_weights_as_an_uninterrupted_run(
 
     assert second.step == 6
     assert losses_a + losses_b == losses_straight  # bit for bit
-    assert second.history["loss"] == losses_straight
+    assert [r.step for r in second.history] == [1, 2, 3, 4, 5, 6]  # typed records restored
+    assert [r.loss for r in second.history] == losses_straight
+    assert second.history[3].seconds > second.history[2].seconds  # training time adds up
     for got, want in ((second.model, straight.model), (second.ema_model, straight.ema_model)):
         for name, value in want.state_dict().items():
             torch.testing.assert_close(got.state_dict()[name], value, rtol=0, atol=0)
 
 
-def test_save_rejects_a_model_without_a_unet_config(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match="state_dict"):
+def test_save_rejects_a_model_it_could_not_rebuild(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="MODEL_CLASSES.*state_dict"):
         save_checkpoint(tmp_path / "x.pt", torch.nn.Linear(2, 2), NoiseSchedule.linear())
 
 
-# ----------------------------------------------------------------------------- atomic writes
-def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path: Path) -> None:
-    path = tmp_path / "ckpt.pt"
-    save_checkpoint(path, UNet(TINY), NoiseSchedule.linear(), step=5)
-    before = path.read_bytes()
+def test_any_registered_model_round_trips_and_records_what_it_predicts(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    toy = ToyNoisePredictor(ToyMLPConfig(hidden=16, depth=1, num_classes=2, prediction="v"))
+    path = save_checkpoint(tmp_path / "toy.pt", toy, NoiseSchedule.cosine(T=50), step=9)
+    ckpt = load_checkpoint(path)
+    assert ckpt.model_kind == "toy_mlp" and ckpt.model_config == toy.config
+    rebuilt = ckpt.build_model()
+    assert type(rebuilt) is ToyNoisePredictor and rebuilt.prediction == "v"
+    x, t = torch.randn(3, 2), torch.tensor([1, 20, 50])
+    torch.testing.assert_close(rebuilt(x, t), toy(x, t), rtol=0, atol=0)
 
-    def crash_halfway(file) -> None:  # noqa: ANN001
-        file.write(b"half a checkpoint")
-        raise OSError("disk full")
 
-    with pytest.raises(OSError, match="disk full"):
-        atomic_write(path, crash_halfway)
-    assert path.read_bytes() == before
-    assert load_checkpoint(path).step == 5
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]  # no temporary left
+def test_the_shipped_format_1_file_still_loads_as_an_eps_unet() -> None:
+    """data/pretrained/mnist_unet.pt was written before format 2: it must keep working."""
+    ckpt = load_checkpoint(Path(__file__).parents[1] / "data/pretrained/mnist_unet.pt")
+    payload = torch.load(ckpt.path, weights_only=True)
+    assert payload["format_version"] == 1 and "model_kind" not in payload
+    assert ckpt.model_kind == "unet" and ckpt.build_model().prediction == "eps"
+    assert ckpt.loss == {"min_snr_gamma": 5.0, "cond_dropout": 0.1}  # from its train_config
 
 
 # ----------------------------------------------------------------------------- bad files
@@ -123,9 +125,9 @@ def test_missing_file_says_how_to_make_one(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "nope.pt")
 
 
-def test_truncated_checkpoint_is_refused(tmp_path: Path) -> None:
+def test_truncated_checkpoint_is_refused(tmp_path: Path, tiny_unet) -> None:
     path = tmp_path / "ckpt.pt"
-    save_checkpoint(path, UNet(TINY), NoiseSchedule.linear())
+    save_checkpoint(path, tiny_unet(), NoiseSchedule.linear())
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match="truncated"):
@@ -149,18 +151,20 @@ def test_a_text_file_is_refused(tmp_path: Path, content: bytes, expected: str) -
         load_checkpoint(path)
 
 
-def test_a_plain_tensor_or_bare_state_dict_is_refused_with_what_it_is(tmp_path: Path) -> None:
+def test_a_plain_tensor_or_bare_state_dict_is_refused_with_what_it_is(
+    tmp_path: Path, tiny_unet
+) -> None:
     torch.save(torch.zeros(3, 4), tmp_path / "tensor.pt")
     with pytest.raises(CheckpointError, match=r"single tensor of shape \(3, 4\)"):
         load_checkpoint(tmp_path / "tensor.pt")
-    torch.save(UNet(TINY).state_dict(), tmp_path / "weights.pt")
+    torch.save(tiny_unet().state_dict(), tmp_path / "weights.pt")
     with pytest.raises(CheckpointError, match="bare state_dict"):
         load_checkpoint(tmp_path / "weights.pt")
 
 
-def test_a_checkpoint_from_another_format_version_is_refused(tmp_path: Path) -> None:
+def test_a_checkpoint_from_another_format_version_is_refused(tmp_path: Path, tiny_unet) -> None:
     path = tmp_path / "ckpt.pt"
-    save_checkpoint(path, UNet(TINY), NoiseSchedule.linear())
+    save_checkpoint(path, tiny_unet(), NoiseSchedule.linear())
     payload = torch.load(path, weights_only=True)
     payload["format_version"] = 99
     torch.save(payload, path)
@@ -203,9 +207,9 @@ def test_a_malicious_pickle_is_refused_and_runs_nothing(tmp_path: Path, writer: 
     assert not marker.exists()
 
 
-def test_weights_that_do_not_fit_the_config_are_refused(tmp_path: Path) -> None:
+def test_weights_that_do_not_fit_the_config_are_refused(tmp_path: Path, tiny_unet) -> None:
     path = tmp_path / "ckpt.pt"
-    save_checkpoint(path, UNet(TINY), NoiseSchedule.linear())
+    save_checkpoint(path, tiny_unet(), NoiseSchedule.linear())
     payload = torch.load(path, weights_only=True)
     payload["model_config"]["base_channels"] = 16
     torch.save(payload, path)

@@ -1,4 +1,6 @@
-"""``torchrun --nproc_per_node=2 -m diffusion_edu train``: DistributedDataParallel on CPU (gloo)."""
+"""diffusion_edu.distributed: ``torchrun --nproc_per_node=2 -m diffusion_edu train`` trains with
+DistributedDataParallel on CPU (gloo); without torchrun every function is a single-process
+no-op (rank 0 of 1)."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from diffusion_edu import distributed
 from diffusion_edu.checkpoints import load_checkpoint
-from diffusion_edu.cli import MODEL_SIZES, _weights_sha256
+from diffusion_edu.cli import _weights_sha256
 from diffusion_edu.models.unet import UNet
+from diffusion_edu.recipes import MODEL_SIZES
 
 REPO = Path(__file__).resolve().parent.parent
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -58,3 +62,49 @@ def test_two_cpu_processes_train_identical_weights_and_write_one_checkpoint(
     torch.manual_seed(0)
     init = UNet(dataclasses.replace(MODEL_SIZES["tiny"], num_classes=10))
     assert _weights_sha256(init) != rank0
+
+
+# ----------------------------------------------------------------------------- one process
+def _no_process_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make sure no process group exists, and that calling torch.distributed would fail loudly."""
+    assert not (torch.distributed.is_available() and torch.distributed.is_initialized())
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a single process must not call torch.distributed")
+
+    if torch.distributed.is_available():
+        for name in ("all_reduce", "all_gather_object", "barrier", "destroy_process_group",
+                     "init_process_group"):  # fmt: skip
+            monkeypatch.setattr(torch.distributed, name, refuse)
+
+
+def test_one_process_is_rank_0_of_1_and_every_collective_is_a_no_op(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _no_process_group(monkeypatch)
+    assert distributed.rank_and_world() == (0, 1)
+    model = torch.nn.Linear(3, 2)
+    assert distributed.wrap(model, torch.device("cpu")) is model  # no DDP wrapper
+    x = torch.tensor([1.0, -2.0, 3.5])
+    assert distributed.mean_over_processes(x) is x
+    obj = {"loss": 0.25}
+    gathered = distributed.gather(obj)
+    assert gathered == [obj] and gathered[0] is obj
+    assert distributed.barrier() is None
+    assert distributed.stop() is None
+    assert distributed.rank_and_world() == (0, 1)  # stop() did not start or break anything
+
+
+@pytest.mark.parametrize("world_size", [None, "1"])
+def test_start_without_torchrun_starts_nothing(
+    monkeypatch: pytest.MonkeyPatch, world_size: str | None
+) -> None:
+    _no_process_group(monkeypatch)
+    if world_size is None:
+        monkeypatch.delenv("WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("WORLD_SIZE", world_size)
+    monkeypatch.setenv("LOCAL_RANK", "3")  # ignored: there is only one process
+    device, rank, world = distributed.start(torch.device("cpu"))
+    assert (device, rank, world) == (torch.device("cpu"), 0, 1)
+    assert distributed.rank_and_world() == (0, 1)

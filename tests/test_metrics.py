@@ -1,4 +1,5 @@
-"""Tests for diffusion_edu.metrics: the shipped classifier, agreement, Frechet, memorisation.
+"""Tests for diffusion_edu.metrics: agreement, Frechet, memorisation, stray pixels, the report.
+(The classifier and its weights file: test_classifier.py.)
 
 Reference points, not hard-coded results: the Frechet maths is checked against closed
 forms and an independent eigenvalue computation; the data checks compare real held-out
@@ -13,21 +14,15 @@ import torch
 
 from diffusion_edu.data import augment
 from diffusion_edu.metrics import (
-    ClassifierWeightsError,
-    MNISTClassifier,
     QualityReport,
     class_agreement,
-    classifier_path,
     evaluate_samples,
     frechet_distance,
     frechet_distance_from_statistics,
     frechet_floor,
     gaussian_statistics,
-    load_classifier,
     memorisation_report,
-    read_classifier_file,
     reference_digits,
-    save_classifier,
     stray_pixels,
 )
 
@@ -51,74 +46,6 @@ def floor() -> float:
 def _random_spd(dim: int, generator: torch.Generator) -> torch.Tensor:
     a = torch.randn(dim, dim, generator=generator, dtype=torch.float64)
     return a @ a.T + 0.1 * torch.eye(dim, dtype=torch.float64)
-
-
-# ----------------------------------------------------------------------------- the classifier
-
-
-def test_shipped_weights_load_with_weights_only_and_record_at_least_97_percent() -> None:
-    path = classifier_path()
-    assert path.is_file(), f"{path} is missing"
-    assert path.stat().st_size < 1_000_000, "the shipped weights should stay well under 1 MB"
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    assert isinstance(payload["state_dict"], dict)
-    assert all(isinstance(v, torch.Tensor) for v in payload["state_dict"].values())
-    assert payload["heldout_count"] == 500
-    assert payload["heldout_accuracy"] >= 0.97
-    assert "scripts/train_classifier.py" in payload["train_command"]
-
-
-def test_recomputed_heldout_accuracy_matches_the_recorded_value(heldout) -> None:
-    images, labels = heldout
-    recorded = read_classifier_file().heldout_accuracy
-    recomputed = class_agreement(images, labels)  # agreement on real digits = accuracy
-    assert recomputed >= 0.97
-    assert abs(recomputed - recorded) <= 0.005, (recomputed, recorded)
-
-
-def test_load_classifier_is_cached_frozen_and_in_eval_mode() -> None:
-    model = load_classifier()
-    assert model is load_classifier()
-    assert not model.training
-    assert not any(p.requires_grad for p in model.parameters())
-
-
-def test_missing_weights_file_says_how_to_regenerate(tmp_path) -> None:
-    with pytest.raises(ClassifierWeightsError, match="missing") as info:
-        load_classifier(tmp_path / "nope.pt")
-    assert "scripts/train_classifier.py" in str(info.value)
-
-
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong_dict", "wrong_shapes"])
-def test_corrupt_weights_file_says_how_to_regenerate(tmp_path, damage: str) -> None:
-    path = tmp_path / "mnist_classifier.pt"
-    if damage == "garbage":
-        path.write_bytes(b"this is not a torch file" * 10)
-    elif damage == "truncated":
-        good = classifier_path().read_bytes()
-        path.write_bytes(good[: len(good) // 2])
-    elif damage == "wrong_dict":
-        torch.save({"weights": torch.zeros(3)}, path)
-    else:
-        payload = torch.load(classifier_path(), weights_only=True)
-        payload["state_dict"]["fc3.weight"] = torch.zeros(3, 3)
-        torch.save(payload, path)
-    with pytest.raises(ClassifierWeightsError) as info:
-        load_classifier(path)
-    assert "scripts/train_classifier.py" in str(info.value)
-    assert str(path) in str(info.value)
-
-
-def test_save_is_atomic_and_round_trips(tmp_path, heldout) -> None:
-    model = MNISTClassifier().eval()
-    path = save_classifier(
-        model, tmp_path / "c.pt", heldout_accuracy=0.5, heldout_count=500, train_command="x"
-    )
-    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temporary file left over
-    loaded = load_classifier(path)
-    x = heldout[0][:8]
-    torch.testing.assert_close(loaded(x), model(x))
-    assert read_classifier_file(path).heldout_accuracy == 0.5
 
 
 # ----------------------------------------------------------------------------- Frechet maths

@@ -5,23 +5,17 @@ import json
 import pytest
 import torch
 
-from diffusion_edu import (
-    NoiseSchedule,
-    UNet,
-    UNetConfig,
-    class_agreement,
-    load_pretrained,
-    pretrained_info,
-    sample,
-    save_checkpoint,
-)
+from diffusion_edu import NoiseSchedule, load_pretrained, pretrained_info, sample
+from diffusion_edu.checkpoints import save_checkpoint
+from diffusion_edu.metrics import class_agreement
 
 
-def test_load_pretrained_reads_weights_and_schedule_from_the_data_folder(tmp_path, monkeypatch):
+def test_load_pretrained_reads_weights_and_schedule_from_the_data_folder(
+    tmp_path, monkeypatch, tiny_unet
+):
     monkeypatch.setenv("DIFFUSION_EDU_DATA", str(tmp_path))
-    config = UNetConfig(base_channels=8, channel_mults=(1, 2), num_res_blocks=1, groups=4,
-                        attention=False, num_classes=10)  # fmt: skip
-    model = UNet(config)
+    model = tiny_unet()
+    config = model.config
     torch.nn.init.normal_(model.conv_out.weight)
     schedule = NoiseSchedule.cosine(T=50)
     save_checkpoint(tmp_path / "pretrained" / "mnist_unet.pt", model, schedule, step=7)
@@ -37,7 +31,7 @@ def test_unknown_name_and_missing_file_give_clear_errors(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="no pretrained model called 'cifar'; available: mnist"):
         load_pretrained("cifar")
     monkeypatch.setenv("DIFFUSION_EDU_DATA", str(tmp_path))
-    monkeypatch.setattr("diffusion_edu.pretrained._repo_data_dir", lambda: tmp_path)
+    monkeypatch.setattr("diffusion_edu.data.repo_data_dir", lambda: tmp_path)
     with pytest.raises(FileNotFoundError, match="make_pretrained.py"):
         load_pretrained("mnist")
 

@@ -1,19 +1,23 @@
-"""DDPM and DDIM steps against the paper's identities, and the sampling loop with an oracle."""
+"""DDPM, DDIM and Euler steps against the papers' identities, and the sampling loop: oracles,
+models that predict eps, x0, v or a flow velocity, and classifier-free guidance."""
 
 import pytest
 import torch
+from torch import nn
 from torch.testing import assert_close
 
-from diffusion_edu import (
-    NoiseSchedule,
+from diffusion_edu import NoiseSchedule, q_sample, sample
+from diffusion_edu.forward import q_posterior
+from diffusion_edu.samplers import (
+    DEFAULT_STEPS,
     ddim_step,
     ddim_timesteps,
     ddpm_step,
-    q_posterior,
-    q_sample,
-    sample,
+    euler_step,
     sample_steps,
+    sampling_timesteps,
 )
+from diffusion_edu.targets import TARGETS, predict_x0_from_eps, regression_target, split_prediction
 
 S = NoiseSchedule.linear()
 
@@ -249,7 +253,11 @@ def test_bad_sample_arguments_give_clear_errors():
     with pytest.raises(ValueError, match="DDPM sampling takes all T=1000 steps"):
         sample(m, S, n=1, sampler="ddpm", steps=50, shape=(1, 4, 4))
     with pytest.raises(ValueError, match="sampler must be"):
+        sample(m, S, n=1, sampler="heun", shape=(1, 4, 4))
+    with pytest.raises(ValueError, match="predicts 'eps': use sampler='ddim'"):
         sample(m, S, n=1, sampler="euler", shape=(1, 4, 4))
+    with pytest.raises(ValueError, match="labels=... or cond=..., not both"):
+        sample(m, S, labels=[1], cond=torch.zeros(1, 3), shape=(1, 4, 4))
     with pytest.raises(ValueError, match="n=3 but 2 labels"):
         sample(m, S, n=3, labels=[1, 2], shape=(1, 4, 4))
     with pytest.raises(ValueError, match="give n >= 1"):
@@ -258,3 +266,177 @@ def test_bad_sample_arguments_give_clear_errors():
         sample(m, S, n=2, guidance=2.0, shape=(1, 4, 4))
     with pytest.raises(ValueError, match="image shape"):
         sample(m, S, n=2)
+
+
+# --------------------------------------------------------------------------- targets
+class AsTarget(nn.Module):
+    """Wraps an eps-model and answers with ``target`` instead: the same knowledge, said another
+    way. Any sampler must turn the two into the same images."""
+
+    def __init__(self, eps_model: nn.Module, schedule: NoiseSchedule, target: str) -> None:
+        super().__init__()
+        self.inner, self.schedule, self.prediction = eps_model, schedule, target
+        self.null_label, self.config = eps_model.null_label, eps_model.config
+
+    def forward(self, x_t, t, labels=None):
+        eps = self.inner(x_t, t, labels)
+        x0 = predict_x0_from_eps(x_t, t, eps, self.schedule)
+        return regression_target(x0, eps, t, self.schedule, self.prediction)
+
+
+@pytest.mark.parametrize("target", ["x0", "v"])
+@pytest.mark.parametrize("sampler, steps", [("ddim", 8), ("ddpm", None)])
+def test_x0_and_v_models_sample_the_same_images_as_the_eps_model(target, sampler, steps, tiny_unet):
+    schedule = NoiseSchedule.cosine(T=30)
+    eps_model = tiny_unet(seed=3)
+    for p in eps_model.parameters():
+        p.data.normal_(0, 0.05, generator=torch.Generator().manual_seed(4))
+    kwargs = dict(labels=[0, 7, 3], sampler=sampler, steps=steps, guidance=2.0, seed=5,
+                  progress=False)  # fmt: skip
+    want = sample(eps_model, schedule, **kwargs)
+    got = sample(AsTarget(eps_model, schedule, target), schedule, **kwargs)
+    assert_close(got, want, atol=2e-4, rtol=0)
+
+
+def test_euler_follows_a_flow_oracle_onto_the_data_in_one_step_or_many():
+    """On the straight path the true velocity is constant, so Euler is exact at any step count."""
+    s = NoiseSchedule.linear(T=100)
+    point = torch.tensor([0.5, -0.25])
+
+    class FlowOracle(nn.Module):
+        prediction = "flow"
+
+        def forward(self, x_t, t, labels=None):
+            sv = (t.to(x_t) / 100).view(-1, 1)
+            eps = (x_t - (1 - sv) * point) / sv  # the noise this x_t came from
+            return eps - point  # u = eps - x0
+
+    for steps in (1, 7, 100):
+        out = sample(FlowOracle(), s, n=3, shape=(2,), steps=steps, seed=0, progress=False)
+        assert_close(out, point.expand(3, 2), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="sampler='euler'"):
+        sample(FlowOracle(), s, n=1, shape=(2,), sampler="ddim", progress=False)
+
+
+def test_euler_step_is_x_plus_ds_times_velocity_and_clips_through_x0():
+    x, u = torch.tensor([[0.9, 0.0]]), torch.tensor([[-2.0, 1.0]])
+    assert_close(euler_step(u, x, 50, 40, 100), x + (0.4 - 0.5) * u)
+    clipped = euler_step(u, x, 50, 0, 100, clip_x0=True)  # lands on x0 = x - s u, clipped
+    assert_close(clipped, (x - 0.5 * u).clamp(-1, 1))
+    with pytest.raises(ValueError, match="t_prev < t"):
+        euler_step(u, x, 40, 40, 100)
+
+
+def test_one_default_step_count_for_ddim_and_euler():
+    assert sampling_timesteps("ddim", 1000) == ddim_timesteps(1000, DEFAULT_STEPS)
+    assert sampling_timesteps("euler", 1000, 10) == ddim_timesteps(1000, 10)
+    assert sampling_timesteps("ddim", 20) == ddim_timesteps(20, 20)  # never more than T
+    assert sampling_timesteps("ddpm", 5) == [5, 4, 3, 2, 1, 0]
+
+
+# --------------------------------------------------------------------------- a real model
+def busy_unet(make, seed):
+    model = make(seed=seed)
+    for p in model.parameters():
+        p.data.normal_(0, 0.05, generator=torch.Generator().manual_seed(seed + 1))
+    return model.eval()
+
+
+def test_sampler_is_deterministic_given_a_seed(tiny_unet):
+    model = busy_unet(tiny_unet, 3)
+    schedule = NoiseSchedule.linear(T=30)
+    kwargs = dict(labels=[0, 7, 7], sampler="ddpm", progress=False)
+    a = sample(model, schedule, seed=11, **kwargs)
+    b = sample(model, schedule, seed=11, **kwargs)
+    c = sample(model, schedule, seed=12, **kwargs)
+    assert_close(a, b, rtol=0, atol=0)
+    assert not torch.allclose(a, c)
+    d, e = (
+        sample(model, schedule, seed=11, labels=[0, 7, 7], sampler="ddim", steps=5, eta=1.0,
+               guidance=2.0, progress=False)
+        for _ in range(2)
+    )  # fmt: skip
+    assert_close(d, e, rtol=0, atol=0)
+
+
+def test_guidance_1_is_plain_conditional_ddim_sampling(tiny_unet):
+    """Reference: DDIM (eta=0) written out with ddim_step and model(x, t, labels) directly."""
+    model = busy_unet(tiny_unet, 5)
+    schedule = NoiseSchedule.linear(T=50)
+    labels = torch.tensor([1, 4, 9])
+    got = sample(model, schedule, labels=labels, sampler="ddim", steps=10, guidance=1.0,
+                 seed=21, progress=False)  # fmt: skip
+    x = torch.randn((3, 1, 28, 28), generator=torch.Generator().manual_seed(21))  # x_T
+    timesteps = ddim_timesteps(schedule.T, 10)
+    with torch.no_grad():
+        for t, t_prev in zip(timesteps[:-1], timesteps[1:], strict=True):
+            eps_hat = model(x, torch.full((3,), t), labels)
+            x = ddim_step(eps_hat, x, t, t_prev, schedule, eta=0.0, clip_x0=True)
+    assert_close(got, x.clamp(-1, 1), rtol=1e-5, atol=1e-6)
+
+
+def test_guidance_calls_the_unconditional_branch_and_mixes_as_ho_and_salimans():
+    """eps = eps_uncond + w (eps_cond - eps_uncond): with eps_cond = 1, eps_uncond = 0, eps = w."""
+
+    class Spy(nn.Module):
+        null_label = 10
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[torch.Tensor] = []
+
+        def forward(self, x_t, t, labels=None):
+            self.seen.append(labels.clone())
+            is_cond = (labels != self.null_label).float().view(-1, 1, 1, 1)
+            return torch.ones_like(x_t) * is_cond  # 1 with a label, 0 without
+
+    schedule = NoiseSchedule.linear(T=20)
+    x_T = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([3, 5])
+    for w, expect_null in ((1.0, False), (2.5, True), (0.0, True)):
+        spy = Spy()
+        step = next(sample_steps(spy, schedule, x_T, labels, "ddim", 2, guidance=w, clip_x0=False))
+        assert any((s == 10).any() for s in spy.seen) == expect_null
+        eps_used = torch.full_like(x_T, w)
+        assert_close(step.x0_hat, predict_x0_from_eps(x_T, 20, eps_used, schedule))
+
+
+def test_guidance_works_for_a_prompt_of_token_ids_with_its_own_null_condition():
+    """cond need not be a label: a (B, L) batch of token ids, "no prompt" = all padding."""
+
+    class TextSpy(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[torch.Tensor] = []
+
+        def null_condition(self, cond):
+            return torch.zeros_like(cond)
+
+        def forward(self, x_t, t, cond=None):
+            self.seen.append(cond.clone())
+            has_prompt = (cond != 0).any(dim=1).float().view(-1, 1, 1, 1)
+            return torch.ones_like(x_t) * has_prompt
+
+    schedule = NoiseSchedule.linear(T=20)
+    prompts = torch.tensor([[4, 9, 2, 0], [7, 0, 0, 0]])
+    spy = TextSpy()
+    traj = sample(
+        spy,
+        schedule,
+        cond=prompts,
+        sampler="ddim",
+        steps=2,
+        guidance=3.0,
+        seed=0,
+        shape=(1, 4, 4),
+        clip_x0=False,
+        return_trajectory=True,
+        progress=False,
+    )
+    both = spy.seen[0]
+    assert torch.equal(both[:2], prompts) and bool((both[2:] == 0).all())  # [cond; null] rows
+    x0_hat, _ = split_prediction(
+        torch.full_like(traj.xs[0], 3.0), traj.xs[0], torch.full((2,), 20), schedule, "eps"
+    )
+    assert_close(traj.x0_hats[0], x0_hat)  # eps = 0 + 3 * (1 - 0)
+    assert set(TARGETS) == {"eps", "x0", "v", "flow"}

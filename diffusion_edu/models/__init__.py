@@ -1,14 +1,33 @@
-"""Noise predictors: any module ``(x_t, t, labels) -> eps_hat``."""
+"""Noise predictors: any module ``model(x_t, t, cond) -> prediction`` (see ``common``)."""
 
+from diffusion_edu.models.common import (
+    MODEL_CLASSES,
+    build_model,
+    config_from_dict,
+    config_to_dict,
+    model_kind,
+    null_condition,
+    unwrap,
+)
 from diffusion_edu.models.embeddings import sinusoidal_embedding
+from diffusion_edu.models.toy_mlp import ToyMLPConfig, ToyNoisePredictor
 from diffusion_edu.models.unet import UNet, UNetConfig, count_parameters
 from diffusion_edu.models.unet2015 import Stage, conv_output_size, unet2015_stages
 
 __all__ = [
     "UNet",
     "UNetConfig",
+    "ToyMLPConfig",
+    "ToyNoisePredictor",
     "count_parameters",
     "sinusoidal_embedding",
+    "MODEL_CLASSES",
+    "build_model",
+    "config_to_dict",
+    "config_from_dict",
+    "model_kind",
+    "null_condition",
+    "unwrap",
     "Stage",
     "conv_output_size",
     "unet2015_stages",

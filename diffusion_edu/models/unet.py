@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffusion_edu.models.embeddings import sinusoidal_embedding
+from diffusion_edu.targets import Target, check_target
 
 __all__ = ["UNet", "UNetConfig", "count_parameters"]
 
@@ -50,6 +51,9 @@ class UNetConfig:
         num_classes: number of class labels for conditioning (10 for digits), or None.
         dropout: dropout inside residual blocks.
         groups: GroupNorm groups (must divide every level's channels).
+        prediction: what the network outputs (:mod:`diffusion_edu.targets`): ``"eps"``
+            (the noise, DDPM's choice and the course's default), ``"x0"``, ``"v"`` or ``"flow"``.
+            The loss trains it to that target and the samplers read it back.
     """
 
     image_size: int = 28
@@ -62,8 +66,10 @@ class UNetConfig:
     num_classes: int | None = None
     dropout: float = 0.0
     groups: int = 8
+    prediction: Target = "eps"
 
     def __post_init__(self) -> None:
+        check_target(self.prediction)
         problems = []
         if self.image_size < 4:
             problems.append(f"image_size must be >= 4, got {self.image_size}")
@@ -145,12 +151,16 @@ class SelfAttention(nn.Module):
 class UNet(nn.Module):
     """Noise-prediction U-Net: ``model(x_t, t, labels=None) -> eps_hat`` of x_t's shape.
 
+    (``eps_hat`` for the default ``config.prediction = "eps"``; another target otherwise.)
+
     * ``x_t``: ``(B, C, H, W)`` noisy images.
     * ``t``: int or LongTensor ``(B,)``: the timestep of each image (1..T).
     * ``labels``: LongTensor ``(B,)`` of class ids, or None. The extra class id
       ``model.null_label`` (= num_classes) means "no label"; training replaces some labels with
       it so that the same model can also predict unconditionally (classifier-free guidance).
     """
+
+    config_class = UNetConfig
 
     def __init__(self, config: UNetConfig | None = None) -> None:
         super().__init__()
@@ -221,6 +231,11 @@ class UNet(nn.Module):
     def null_label(self) -> int | None:
         """The class id that means "no label" (None for an unconditional model)."""
         return self.config.num_classes
+
+    @property
+    def prediction(self) -> Target:
+        """What the network outputs: ``"eps"`` (default), ``"x0"``, ``"v"`` or ``"flow"``."""
+        return self.config.prediction
 
     def embed(self, t: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         """The vector every residual block receives: time embedding (+ label embedding)."""

@@ -5,12 +5,16 @@ lessons return.
 * :func:`figure_to_png`: a figure's PNG bytes (for ``ipywidgets.Image`` and ``_repr_png_``).
 * :func:`square_axes`: square axes with equal limits, for point clouds.
 * :func:`to_display`, :func:`make_grid`, :func:`show_images`: images in [-1, 1] on screen.
+* :func:`show_source`: the library's own code, shown in a lesson (read it, don't copy it).
 """
 
 from __future__ import annotations
 
+import ast
+import inspect
 import io
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -28,6 +32,7 @@ __all__ = [
     "square_axes",
     "to_display",
     "make_grid",
+    "show_source",
     "show_images",
 ]
 
@@ -143,3 +148,32 @@ def show_images(
     if title:
         ax.set_title(title)
     return fig
+
+
+def show_source(*functions: Callable[..., object], docstrings: bool = False) -> object:
+    """The source code of library functions or methods, syntax-highlighted in Jupyter.
+
+    Lessons show the code that really runs (``show_source(Trainer.take_step)``) instead of a
+    copy that could drift from it. Docstrings are left out unless ``docstrings=True``.
+    """
+    from IPython.display import Code
+
+    parts = []
+    for function in functions:
+        source = textwrap.dedent(inspect.getsource(function))
+        if not docstrings:
+            source = _without_docstring(source)
+        where = f"# {function.__module__}.{function.__qualname__}"
+        parts.append(f"{where}\n{source.rstrip()}")
+    return Code("\n\n\n".join(parts), language="python")
+
+
+def _without_docstring(source: str) -> str:
+    """``source`` (one function) minus its docstring's lines."""
+    node = ast.parse(source).body[0]
+    first = node.body[0] if isinstance(node, ast.FunctionDef | ast.ClassDef) else None
+    if not (isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant)
+            and isinstance(first.value.value, str)):  # fmt: skip
+        return source
+    lines = source.splitlines()
+    return "\n".join(lines[: first.lineno - 1] + lines[first.end_lineno :])

@@ -8,10 +8,11 @@ import torch
 from IPython.display import display
 from matplotlib.figure import Figure
 
+from diffusion_edu.loop import Trainer, TrainStep
 from diffusion_edu.metrics import nearest_neighbour_distances
 from diffusion_edu.samplers import sample
 from diffusion_edu.schedules import NoiseSchedule
-from diffusion_edu.training import Trainer, TrainStep, min_snr_weight
+from diffusion_edu.training import min_snr_weight
 from diffusion_edu.viz.plots import LessonFigure, make_grid
 from diffusion_edu.viz.widgets import WidgetView
 
@@ -35,7 +36,8 @@ class TrainingMonitor(WidgetView):
     Pass it as the ``callback`` of :func:`~diffusion_edu.train` (or call it with each record
     of ``trainer.run()``). Every ``every`` steps (and at the last step) it samples one image
     per digit with DDIM (``sample_steps`` steps, guidance ``guidance``, always the same seed,
-    so the rows show the *same* noise turning into better digits) and redraws.
+    so the rows show the *same* noise turning into better digits) and redraws. ``every=None``
+    takes six snapshots over the run, however many steps a time budget lets it take.
 
     Attributes:
         snapshots: ``(step, images)`` pairs, images ``(10, 1, 28, 28)`` in [-1, 1].
@@ -45,13 +47,13 @@ class TrainingMonitor(WidgetView):
     def __init__(
         self,
         trainer: Trainer,
-        every: int = 250,
+        every: int | None = None,
         sample_steps: int = 20,
         guidance: float = 2.0,
         seed: int = 0,
     ) -> None:
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every!r}.")
+        if every is not None and every < 1:
+            raise ValueError(f"every must be >= 1 (or None), got {every!r}.")
         self.trainer, self.every = trainer, every
         self.sample_steps, self.guidance, self.seed = sample_steps, guidance, seed
         self.snapshots: list[tuple[int, torch.Tensor]] = []
@@ -61,7 +63,7 @@ class TrainingMonitor(WidgetView):
     def snapshot(self) -> torch.Tensor:
         """Digits 0-9 from the current EMA weights (the model goes back to training after)."""
         images = sample(
-            self.trainer.ema_model, self.trainer.schedule, labels=list(range(10)),
+            self.trainer.ema_model, self.trainer.loss.schedule, labels=list(range(10)),
             sampler="ddim", steps=self.sample_steps, guidance=self.guidance, seed=self.seed,
             progress=False,
         ).cpu()  # fmt: skip
@@ -69,8 +71,9 @@ class TrainingMonitor(WidgetView):
         return images
 
     def __call__(self, record: TrainStep) -> None:
-        last = record.step >= self.trainer.config.steps
-        if record.step % self.every == 0 or last:
+        last = record.step >= self.trainer.total_steps
+        every = self.every or max(5, self.trainer.total_steps // 6)
+        if record.step % every == 0 or last:
             self.snapshot()
             self.redraw()
 
@@ -79,11 +82,12 @@ class TrainingMonitor(WidgetView):
         history = self.trainer.history
         fig = LessonFigure(figsize=(11, 3.6))
         ax_loss, ax_img = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.25]})
-        if history["loss"]:
-            window = max(1, len(history["loss"]) // 30)
-            ax_loss.plot(history["step"], history["loss"], color="0.75", lw=0.6, label="per step")
+        if history:
+            step, loss = [r.step for r in history], [r.loss for r in history]
+            window = max(1, len(loss) // 30)
+            ax_loss.plot(step, loss, color="0.75", lw=0.6, label="per step")
             steps = f"{window} step{'s' if window > 1 else ''}"
-            ax_loss.plot(history["step"], _smooth(history["loss"], window), color="C0",
+            ax_loss.plot(step, _smooth(loss, window), color="C0",
                          label=f"moving average ({steps})")  # fmt: skip
             ax_loss.set_yscale("log")
             ax_loss.legend(loc="upper right", fontsize=8)

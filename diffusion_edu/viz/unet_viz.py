@@ -26,7 +26,7 @@ from matplotlib.patches import FancyArrowPatch, Rectangle
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from diffusion_edu.forward import predict_x0_from_eps, q_sample
+from diffusion_edu.forward import q_sample
 from diffusion_edu.models.embeddings import sinusoidal_embedding
 from diffusion_edu.models.unet import UNet, UNetConfig, count_parameters
 from diffusion_edu.models.unet2015 import (
@@ -37,7 +37,8 @@ from diffusion_edu.models.unet2015 import (
     unet2015_stages,
 )
 from diffusion_edu.schedules import NoiseSchedule
-from diffusion_edu.toy2d import ToyTrainConfig, train_toy_steps
+from diffusion_edu.targets import predict_x0_from_eps
+from diffusion_edu.toy2d import toy_train_config, train_toy_steps
 from diffusion_edu.viz.plots import AMBER, RED, SLATE, TEAL, LessonFigure, make_grid
 
 __all__ = [
@@ -406,8 +407,10 @@ def run_skip_experiment(
 ) -> SkipExperimentResult:
     """Train the same tiny U-Net twice for ``steps`` steps, with and without skip connections.
 
-    Both start from the same weights and see the same batches (DDPM Algorithm 1 via
-    :func:`~diffusion_edu.toy2d.train_toy_steps`); then both denoise the same held-out images,
+    Both start from the same weights and see the same batches (DDPM Algorithm 1 with the
+    library's one loop, via :func:`~diffusion_edu.toy2d.train_toy_steps`, the toy's recipe;
+    the tiny U-Net runs on one thread by the library's thread policy); then both denoise the
+    same held-out images,
     and we measure ``mean((x0_hat - x0)^2)`` at each t in ``eval_ts``.
     """
     config = config or _tiny_config(train_images.shape[-1])
@@ -415,10 +418,7 @@ def run_skip_experiment(
     with_skips = UNet(config)
     without_skips = copy.deepcopy(with_skips)
     remove_skips(without_skips)
-    # One thread: measured ~10x faster than two on a busy 2-core CPU for this tiny net.
-    train_cfg = ToyTrainConfig(
-        steps=steps, batch_size=batch_size, lr=2e-3, seed=seed, num_threads=1
-    )
+    train_cfg = toy_train_config(steps=steps, batch_size=batch_size, lr=2e-3, seed=seed)
     start = time.perf_counter()
     losses_with = [
         r.loss for r in train_toy_steps(with_skips, train_images, schedule, train_cfg, progress)

@@ -1,10 +1,11 @@
-"""The noise-prediction U-Net: shapes, conditioning, time embedding, overfitting, bad input."""
+"""The noise-prediction U-Net (diffusion_edu.models.unet): shapes, conditioning, the time step,
+overfitting, bad input."""
 
 import pytest
 import torch
 from torch.testing import assert_close
 
-from diffusion_edu import UNet, UNetConfig, count_parameters, sinusoidal_embedding
+from diffusion_edu.models.unet import UNet, UNetConfig, count_parameters
 
 TINY = dict(base_channels=16, channel_mults=(1, 2), num_res_blocks=1, num_heads=2)
 
@@ -51,13 +52,8 @@ def test_untrained_model_predicts_zero_noise():
     assert torch.equal(model(torch.randn(2, 1, 28, 28), 5), torch.zeros(2, 1, 28, 28))
 
 
-def test_time_embedding_distinguishes_t():
-    emb = sinusoidal_embedding(torch.arange(0, 1001), 32)
-    assert emb.shape == (1001, 32)
-    # every pair of distinct t gets a distinct vector; neighbours are closer than far-apart t
-    dist = torch.cdist(emb, emb)
-    assert (dist + torch.eye(1001) * 1e9).min() > 1e-3
-    assert dist[500, 501] < dist[500, 900]
+def test_the_prediction_depends_on_t():
+    # (the embedding itself: test_models_embeddings.py)
     model = _randomise_output_layer(UNet(UNetConfig(**TINY)))
     x = torch.randn(1, 1, 28, 28)
     assert not torch.allclose(model(x, 10), model(x, 800), atol=1e-4)

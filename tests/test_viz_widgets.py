@@ -1,4 +1,4 @@
-"""Shared widget helpers."""
+"""Shared widget helpers (diffusion_edu.viz.widgets)."""
 
 import math
 

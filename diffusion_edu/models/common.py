@@ -1,0 +1,95 @@
+"""What every noise predictor in the course shares.
+
+A noise predictor is any ``nn.Module`` called as ``model(x_t, t, cond)`` whose ``config`` is a
+frozen dataclass. On top of that:
+
+* ``model.prediction``: what it outputs (``"eps"``, ``"x0"``, ``"v"`` or ``"flow"``;
+  :mod:`diffusion_edu.targets`).
+* the "no condition" for classifier-free guidance: a model with class labels has
+  ``model.null_label`` (one extra label id meaning "no label"); a model with another kind of
+  condition (a batch of token ids, say) defines ``model.null_condition(cond)``.
+* :data:`MODEL_CLASSES`: the name it is saved under in checkpoints, and its class, whose
+  ``config_class`` attribute names its config dataclass. A new architecture becomes
+  loadable from checkpoints by adding one entry here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from diffusion_edu.models.toy_mlp import ToyNoisePredictor
+from diffusion_edu.models.unet import UNet
+
+__all__ = [
+    "MODEL_CLASSES",
+    "model_kind",
+    "build_model",
+    "config_to_dict",
+    "config_from_dict",
+    "unwrap",
+    "null_condition",
+]
+
+#: checkpoint name -> model class (each class takes its config dataclass as only argument).
+MODEL_CLASSES: dict[str, type[nn.Module]] = {"unet": UNet, "toy_mlp": ToyNoisePredictor}
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside a DistributedDataParallel and/or ``torch.compile`` wrapper."""
+    while isinstance(getattr(model, "module", None), nn.Module):
+        model = model.module  # DistributedDataParallel
+    inner = getattr(model, "_orig_mod", model)  # torch.compile
+    return unwrap(inner) if inner is not model else model
+
+
+def model_kind(model: nn.Module) -> str:
+    """The name under which ``model``'s class is saved in checkpoints, e.g. ``"unet"``."""
+    model = unwrap(model)
+    for kind, cls in MODEL_CLASSES.items():
+        if type(model) is cls:
+            return kind
+    raise TypeError(
+        f"{type(model).__name__} is not one of the course's model classes "
+        f"({', '.join(c.__name__ for c in MODEL_CLASSES.values())}), so a checkpoint could "
+        "not rebuild it. Add it to diffusion_edu.models.MODEL_CLASSES, or save its weights "
+        "with torch.save(model.state_dict())."
+    )
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """A model config as plain data (tuples become lists), safe for ``weights_only`` loading."""
+    return {
+        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
+    }
+
+
+def config_from_dict(kind: str, config: dict[str, Any]) -> Any:
+    """The config dataclass of the named model kind from :func:`config_to_dict`'s output."""
+    if kind not in MODEL_CLASSES:
+        raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(MODEL_CLASSES)}.")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    return MODEL_CLASSES[kind].config_class(**values)  # type: ignore[attr-defined]
+
+
+def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
+    """A fresh model of the named kind, e.g. ``build_model("unet", {"num_classes": 10})``."""
+    return MODEL_CLASSES[kind](config_from_dict(kind, config))
+
+
+def null_condition(model: nn.Module, cond: torch.Tensor) -> torch.Tensor | None:
+    """The "no condition" batch shaped like ``cond``, or None if the model has none.
+
+    ``model.null_condition(cond)`` when the model defines it; else every entry set to
+    ``model.null_label`` (class labels); else None (an unconditional model, or any callable:
+    the samplers then call it with ``cond=None``).
+    """
+    inner = unwrap(model) if isinstance(model, nn.Module) else model
+    custom = getattr(inner, "null_condition", None)
+    if callable(custom):
+        return custom(cond)
+    null_label = getattr(inner, "null_label", None)
+    return None if null_label is None else torch.full_like(cond, null_label)

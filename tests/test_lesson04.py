@@ -1,0 +1,58 @@
+"""Lesson 04's checker (diffusion_edu.exercises.lesson04): alpha_bar from the betas. It passes
+the reference solution and catches typical mistakes with the right hint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from diffusion_edu.exercises.lesson04 import check_alpha_bar, solution_alpha_bar
+from diffusion_edu.schedules import NoiseSchedule
+
+
+def _stub(*args: object) -> None:
+    raise NotImplementedError
+
+
+def _forgot_return(*args: object) -> None:
+    pass
+
+
+def _crashes(*args: object) -> float:
+    return 1 / 0
+
+
+@pytest.mark.parametrize("checker", [check_alpha_bar])
+def test_stubs_crashes_and_non_functions_get_a_friendly_verdict(checker) -> None:  # noqa: ANN001
+    assert "not written yet" in checker(_stub).message
+    assert "returned None: return " in checker(_forgot_return).message
+    result = checker(_crashes)
+    assert not result.ok and "ZeroDivisionError" in result.message
+    assert str(result).startswith("NOT YET")
+    assert "pass your function itself" in checker(None).message
+
+
+def test_alpha_bar_solution_matches_the_schedule() -> None:
+    schedule = NoiseSchedule.linear()
+    torch.testing.assert_close(solution_alpha_bar(schedule.betas[1:]), schedule.alpha_bars)
+    assert check_alpha_bar(solution_alpha_bar).ok
+
+
+def test_alpha_bar_hints() -> None:
+    def one(b: torch.Tensor) -> torch.Tensor:
+        return torch.ones(1, dtype=b.dtype)
+
+    cases = {
+        "cumsum": lambda b: torch.cat([one(b), torch.cumsum(1 - b, 0)]),
+        "multiplied the betas": lambda b: torch.cat([one(b), torch.cumprod(b, 0)]),
+        "length": lambda b: torch.cumprod(1 - b, 0),
+        "off by one": lambda b: torch.cat([one(b), one(b), torch.cumprod(1 - b, 0)[:-1]]),
+        "returned None": lambda b: None,
+        "not written yet": _stub,
+    }
+    for hint, fn in cases.items():
+        result = check_alpha_bar(fn)
+        assert not result.ok
+        assert hint in result.message, (hint, result.message)
+    result = check_alpha_bar(lambda b: torch.cumprod(torch.cat([2 * one(b), 1 - b]), 0))
+    assert not result.ok and "alpha_bar[0] should be 1" in result.message

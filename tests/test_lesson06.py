@@ -1,0 +1,76 @@
+"""Lesson 06's checkers (diffusion_edu.exercises.lesson06): a convolution's output size and the
+2015 U-Net's. They pass the reference solutions and catch typical mistakes with the right
+hint."""
+
+from __future__ import annotations
+
+import pytest
+
+from diffusion_edu.exercises.lesson06 import (
+    check_conv_output_size,
+    check_unet2015_output_size,
+    solution_conv_output_size,
+    solution_unet2015_output_size,
+)
+
+
+def _stub(*args: object) -> None:
+    raise NotImplementedError
+
+
+def _forgot_return(*args: object) -> None:
+    pass
+
+
+def _crashes(*args: object) -> float:
+    return 1 / 0
+
+
+@pytest.mark.parametrize("checker", [check_conv_output_size, check_unet2015_output_size])
+def test_stubs_crashes_and_non_functions_get_a_friendly_verdict(checker) -> None:  # noqa: ANN001
+    assert "not written yet" in checker(_stub).message
+    assert "returned None: return " in checker(_forgot_return).message
+    result = checker(_crashes)
+    assert not result.ok and "ZeroDivisionError" in result.message
+    assert str(result).startswith("NOT YET")
+    assert "pass your function itself" in checker(None).message
+
+
+def test_conv_output_size_solution_and_hints() -> None:
+    assert check_conv_output_size(solution_conv_output_size).ok
+    assert solution_conv_output_size(572, 3, 0, 1) == 570
+    cases = {
+        "off by one": lambda n, k, p, s: (n + 2 * p - k) // s,
+        "BOTH sides": lambda n, k, p, s: (n + p - k) // s + 1,
+        "forgot the padding": lambda n, k, p, s: (n - k) // s + 1,
+        "divide by the stride": lambda n, k, p, s: n + 2 * p - k + 1,
+        "not written yet": _stub,
+    }
+    for hint, fn in cases.items():
+        result = check_conv_output_size(fn)
+        assert not result.ok
+        assert hint in result.message, (hint, result.message)
+
+
+def test_unet2015_output_size_solution_and_hints() -> None:
+    assert solution_unet2015_output_size(572) == 388  # Ronneberger et al. 2015, Fig. 1
+    assert check_unet2015_output_size(solution_unet2015_output_size).ok
+
+    def one_conv(n: int, depth: int) -> int:
+        for _ in range(depth):
+            n = (n - 2) // 2
+        n -= 2
+        for _ in range(depth):
+            n = n * 2 - 2
+        return n
+
+    cases = {
+        "PADDED": lambda n, d: n,
+        "ONE conv": one_conv,
+        "not written yet": _stub,
+        "the output is 388": lambda n, d: 400,
+    }
+    for hint, fn in cases.items():
+        result = check_unet2015_output_size(fn)
+        assert not result.ok
+        assert hint in result.message, (hint, result.message)

@@ -1,0 +1,80 @@
+"""Measured recipes (diffusion_edu.recipes): CLI lines that parse back, the shipped model's
+recipe, the choice said aloud, and the steps-vs-quality table behind a time budget's plan."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from diffusion_edu import pretrained_info
+from diffusion_edu.cli import build_parser
+from diffusion_edu.recipes import (
+    FIVE_MINUTE_BUDGET,
+    MODEL_SIZES,
+    QUICK_STEPS,
+    RECIPES,
+    STEPS_VS_QUALITY,
+    digits_recipe,
+    expected_quality,
+)
+
+
+def test_recipe_commands_parse_back_to_the_same_training_settings() -> None:
+    """The CLI command a recipe prints trains exactly what the notebook trains."""
+    for recipe in RECIPES.values():
+        args = build_parser().parse_args(recipe.cli_command().split()[3:])
+        c = recipe.train_config
+        assert (args.steps, args.minutes, args.batch_size, args.lr) == (
+            c.steps, c.minutes, c.batch_size, c.lr)  # fmt: skip
+        assert (args.warmup_steps, args.ema_decay, args.seed) == (
+            c.warmup_steps, c.ema_decay, c.seed)  # fmt: skip
+        assert (args.min_snr_gamma, args.label_dropout) == (
+            recipe.min_snr_gamma, recipe.cond_dropout)  # fmt: skip
+        assert args.schedule == recipe.schedule
+        size = dataclasses.replace(MODEL_SIZES[args.model_size], num_classes=10)
+        assert size == recipe.model_config
+
+
+def test_the_shipped_model_was_trained_with_the_pretrained_recipe() -> None:
+    def settings(command: str) -> dict[str, object]:
+        args = vars(build_parser().parse_args(command.split()[3:]))
+        return {k: v for k, v in args.items() if k not in ("out", "checkpoint_every")}
+
+    shipped = pretrained_info("mnist").command
+    assert settings(shipped) == settings(RECIPES["pretrained"].cli_command())
+
+
+def test_recipe_choice_is_said_aloud_and_quick_mode_cuts_the_steps() -> None:
+    recipe, why = digits_recipe("cpu", quick=False)
+    assert recipe.name == "five_minutes" and "CPU" in why and "1,500 steps" in why
+    assert recipe.train_config.minutes == FIVE_MINUTE_BUDGET
+    quick, why = digits_recipe("cpu", quick=True)
+    assert quick.train_config.steps == QUICK_STEPS and "Quick mode" in why
+    assert quick.train_config.minutes is None  # 30 steps: nothing to fit
+    assert quick.model_config == recipe.model_config  # same model, fewer steps
+
+
+def test_a_cpu_without_bf16_is_warned_that_training_takes_longer(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr("diffusion_edu.recipes.autocast_dtype", lambda device: None)
+    _, why = digits_recipe("cpu", quick=False)
+    assert "float32" in why and "USE_PRETRAINED" in why and "fewer steps" in why
+    monkeypatch.setattr("diffusion_edu.recipes.autocast_dtype", lambda device: torch.bfloat16)
+    assert "float32" not in digits_recipe("cpu", quick=False)[1]
+
+
+def test_expected_quality_quotes_the_measured_rows_around_the_planned_steps() -> None:
+    steps = sorted(STEPS_VS_QUALITY)
+    assert steps == sorted(set(steps)) and len(steps) >= 4
+    agreements = [STEPS_VS_QUALITY[s][0] for s in steps]
+    assert agreements == sorted(agreements)  # longer training never measured worse
+    low, high = steps[1], steps[2]
+    middle = expected_quality((low + high) // 2)
+    for s in (low, high):
+        assert f"{STEPS_VS_QUALITY[s][0]:.1%} after {s:,} steps" in middle
+    exact = expected_quality(high)
+    assert f"after {high:,} steps" in exact and f"after {low:,} steps" not in exact
+    assert f"after {steps[0]:,} steps" in expected_quality(steps[0] // 2)  # below the table
+    assert f"after {steps[-1]:,} steps" in expected_quality(10 * steps[-1])  # above it
+    recipe = RECIPES["five_minutes"]
+    assert recipe.train_config.steps in STEPS_VS_QUALITY  # the table covers the whole recipe
