@@ -123,6 +123,10 @@ def main() -> None:
     print("| | base | this | this / base |\n|---|---:|---:|---:|")
     print(f"| training step (median ms) | {ms['base']:.1f} | {ms['this']:.1f} | "
           f"{ms['this'] / ms['base']:.3f} |")  # fmt: skip
+    per_run = {n: [statistics.median(r["ms_per_step"]) for r in runs] for n, runs in sides.items()}
+    ratios = sorted(t / b for b, t in zip(per_run["base"], per_run["this"], strict=True))
+    print(f"| ratio this / base, round by round (min / median / max) | | | {ratios[0]:.3f} / "
+          f"{statistics.median(ratios):.3f} / {ratios[-1]:.3f} |")  # fmt: skip
     first = {n: runs[0] for n, runs in sides.items()}
     for key, what in (("losses", "losses of the first steps"), ("ema", "EMA weights after them"),
                       ("samples", "shipped model's samples (DDIM-20, seed 0)")):  # fmt: skip

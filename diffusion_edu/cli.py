@@ -585,8 +585,6 @@ def _sample(args: argparse.Namespace) -> int:
     _check_writable_folder(out.parent if str(out.parent) else Path("."), "folder of --out")
     labels, nrow = _grid_labels(args, getattr(checkpoint.model_config, "num_classes", None))
     n = len(labels) if labels is not None else (args.n or 64)
-    if args.guidance != 1.0 and labels is None:
-        raise CliError("--guidance needs a class-conditional model; use --guidance 1")
     model = checkpoint.build_model(ema=not args.no_ema, device=device)
     default = "euler" if prediction_of(model) == "flow" else "ddim"  # the CLI's default
     try:  # the sampler checks its own arguments
@@ -602,11 +600,14 @@ def _sample(args: argparse.Namespace) -> int:
           f"{len(timesteps) - 1}, guidance {args.guidance:g}, seed {args.seed}.",
           flush=True)  # fmt: skip
     start = time.perf_counter()
-    images = sample(
-        model, checkpoint.schedule, n=None if labels is not None else n, labels=labels,
-        sampler=sampler, steps=args.steps, eta=args.eta, guidance=args.guidance,
-        seed=args.seed, device=device, progress=not args.no_progress,
-    )  # fmt: skip
+    try:  # the sampler checks its own arguments (guidance without labels, say)
+        images = sample(
+            model, checkpoint.schedule, n=None if labels is not None else n, labels=labels,
+            sampler=sampler, steps=args.steps, eta=args.eta, guidance=args.guidance,
+            seed=args.seed, device=device, progress=not args.no_progress,
+        )  # fmt: skip
+    except ValueError as error:
+        raise CliError(str(error).rstrip(".")) from None
     seconds = time.perf_counter() - start
     _write_grid(out, images, nrow, args.zoom)
     print(f"Wrote {out} ({n} images, {seconds:.1f} s, {seconds / n:.3f} s per image).")

@@ -70,7 +70,8 @@ __all__ = [
 ]
 
 Precision = Literal["auto", "fp32", "bf16"]
-PROBE_STEPS = 10  # timed steps before a wall-clock budget fixes the number of steps
+PROBE_STEPS = 20  # timed steps before a wall-clock budget fixes the number of steps
+BUDGET_RESERVE = 0.05  # share of a budget's remaining time kept back for slower steps
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,9 @@ class TrainConfig:
         compile: run the model through ``torch.compile`` (slow start, faster steps; weights,
             checkpoints and the EMA model stay plain modules).
         minutes: a wall-clock budget for the training steps. After :data:`PROBE_STEPS` timed
-            steps the loop fixes how many steps fit (at most ``steps``) and decays the learning
-            rate to ``min_lr`` at that step; :class:`BudgetPlan` says what it chose.
+            steps the loop fixes how many steps fit (at most ``steps``, keeping
+            :data:`BUDGET_RESERVE` of the time in reserve) and decays the learning rate to
+            ``min_lr`` at that step; :class:`BudgetPlan` says what it chose.
     """
 
     steps: int = 2000
@@ -179,7 +181,7 @@ class BudgetPlan:
     """What a wall-clock budget (``TrainConfig.minutes``) decided, after timing a few steps."""
 
     minutes: float  # the budget
-    seconds_per_step: float  # measured (median of the timed steps)
+    seconds_per_step: float  # measured (mean of the timed steps)
     steps: int  # the number of steps in total that fit (at most TrainConfig.steps)
     asked: int  # TrainConfig.steps
 
@@ -518,10 +520,14 @@ class Trainer:
         return records
 
     def _make_plan(self, timed: list[TrainStep]) -> None:
-        """Fix the number of steps that fit in ``config.minutes`` from the timed steps."""
+        """Fix the number of steps that fit in ``config.minutes`` from the timed steps.
+
+        Their mean time (slow steps count: a median would promise too many), and a reserve of
+        :data:`BUDGET_RESERVE` of the time left for steps that turn out slower.
+        """
         assert self.config.minutes is not None
-        per_step = statistics.median(r.step_seconds for r in timed)
-        left = self.config.minutes * 60 - self.history[-1].seconds
+        per_step = statistics.fmean(r.step_seconds for r in timed)
+        left = (self.config.minutes * 60 - self.history[-1].seconds) * (1 - BUDGET_RESERVE)
         fits = self.step + max(0, math.floor(left / per_step))
         steps = min(self.config.steps, fits)
         self.plan = BudgetPlan(self.config.minutes, per_step, steps, self.config.steps)
@@ -598,7 +604,8 @@ class Trainer:
         """Continue from a checkpoint made by :meth:`save`: weights, EMA, optimiser, step, RNG.
 
         The result is the same as if training had never stopped (same losses, same weights),
-        provided the number of processes is the same.
+        provided the number of processes is the same. That includes torch's global random
+        state, which dropout layers draw from: resuming restores it, as it was when saved.
         """
         self.model.load_state_dict(checkpoint.model_state)
         if self.ema is not None and checkpoint.ema_state is not None:

@@ -346,9 +346,10 @@ def train_and_sample_toy(
     if schedule not in ("linear", "cosine"):
         raise ValueError(f"schedule must be 'linear' or 'cosine', got {schedule!r}.")
     noise_schedule = make_schedule(schedule, T=T, scale_to_T=True)
-    torch.manual_seed(seed)
     config = model_config or ToyMLPConfig()
-    model = ToyNoisePredictor(dataclasses.replace(config, T=T))
+    with torch.random.fork_rng(devices=[]):  # seeded weights; the caller's random state is kept
+        torch.manual_seed(seed)
+        model = ToyNoisePredictor(dataclasses.replace(config, T=T))
     start = time.perf_counter()
     train_config = toy_train_config(steps=steps, batch_size=batch_size, lr=lr, seed=seed)
     losses: list[float] = []

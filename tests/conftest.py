@@ -5,8 +5,10 @@ import os
 from collections.abc import Callable
 
 import matplotlib
+import matplotlib.pyplot as plt
 import pytest
 import torch
+from matplotlib.figure import Figure
 
 from diffusion_edu.models.unet import UNet, UNetConfig
 
@@ -58,3 +60,22 @@ def fake_digits() -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
         return images, torch.randint(0, 10, (n,), generator=g)
 
     return make
+
+
+@pytest.fixture
+def assert_labelled() -> Callable[[Figure], None]:
+    """``assert_labelled(fig)``: a title (figure or axes) and, on every axes that shows a data
+    plot, both axis labels. Closes the figure."""
+
+    def check(fig: Figure) -> None:
+        titles = [fig._suptitle.get_text() if fig._suptitle else ""]
+        titles += [ax.get_title() for ax in fig.axes]
+        assert any(t.strip() for t in titles), "figure has no title"
+        for ax in fig.axes:
+            if ax.images and not ax.lines and not ax.collections:
+                continue  # an image panel: pixels, no axes to label
+            assert ax.get_xlabel().strip(), f"axes {ax.get_title()!r} has no x label"
+            assert ax.get_ylabel().strip(), f"axes {ax.get_title()!r} has no y label"
+        plt.close(fig)
+
+    return check

@@ -255,6 +255,20 @@ def test_sample_argument_mistakes_are_explained(
         assert expected in error_line(capsys)
 
 
+def test_guidance_on_an_unconditional_model_is_refused_by_the_sampler(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "uncond"
+    argv = ["train", *TINY_ARGS, "--steps", "1", "--timesteps", "20", "--unconditional",
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    argv = ["sample", "--checkpoint", str(out / "checkpoint.pt"), "--out",
+            str(tmp_path / "u.png"), "--n", "2", "--guidance", "2", "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    assert "guidance needs labels" in error_line(capsys)
+
+
 def test_resume_without_a_checkpoint_and_empty_mnist_folder_exit_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,6 +3,8 @@ function safely, comparing answers, and naming the first known slip that matches
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -66,3 +68,61 @@ def test_passed_and_failed_build_verdicts() -> None:
     verdict = failed("ex", "a hint")
     assert not verdict and verdict.message == "a hint"
     assert verdict._repr_markdown_() == "💡 **ex**: a hint"
+
+
+# ----------------------------------------------------------------------------- every checker
+def _every_exercise() -> list[tuple[str, object, object]]:
+    """(name, check_X, solution_X) for every exercise of every lesson module."""
+    import importlib
+    import pkgutil
+
+    import diffusion_edu.exercises as package
+
+    found = []
+    for info in pkgutil.iter_modules(package.__path__):
+        if not info.name.startswith("lesson"):
+            continue
+        module = importlib.import_module(f"{package.__name__}.{info.name}")
+        for name in sorted(vars(module)):
+            if name.startswith("check_"):
+                solution = getattr(module, "solution_" + name.removeprefix("check_"))
+                found.append((f"{info.name}.{name}", getattr(module, name), solution))
+    return found
+
+
+EXERCISES = _every_exercise()
+
+
+def test_every_lesson_with_an_exercise_is_found() -> None:
+    lessons = {name.split(".")[0] for name, _, _ in EXERCISES}
+    assert lessons == {f"lesson0{n}" for n in range(1, 8)} and len(EXERCISES) >= 12
+
+
+@pytest.mark.parametrize("name, checker, solution", EXERCISES, ids=[e[0] for e in EXERCISES])
+def test_every_reference_solution_passes(name, checker, solution) -> None:  # noqa: ANN001
+    result = checker(solution)
+    assert result.ok, (name, result.message)
+    assert str(result).startswith("PASS")
+
+
+def _forgot_return(*args: object) -> None:
+    pass
+
+
+def _crashes(*args: object) -> float:
+    return 1 / 0
+
+
+@pytest.mark.parametrize("name, checker, solution", EXERCISES, ids=[e[0] for e in EXERCISES])
+def test_every_checker_answers_stubs_crashes_and_non_functions_kindly(
+    name,
+    checker,
+    solution,  # noqa: ANN001
+) -> None:
+    assert "not written yet" in checker(_stub).message
+    forgot = checker(_forgot_return).message
+    assert re.search(r"returned None: (did you forget `return`\?|return \w)", forgot), forgot
+    result = checker(_crashes)
+    assert not result.ok and "ZeroDivisionError" in result.message
+    assert str(result).startswith("NOT YET")
+    assert "pass your function itself" in checker(None).message

@@ -10,43 +10,7 @@ import torch
 from diffusion_edu.exercises.lesson01 import (
     check_diffusion_step,
     check_random_walk_variance,
-    solution_diffusion_step,
-    solution_random_walk_variance,
 )
-
-
-def _stub(*args):
-    raise NotImplementedError
-
-
-def _forgot_return(*args):
-    pass
-
-
-def _crashes(*args):
-    return 1 / 0
-
-
-@pytest.mark.parametrize("checker", [check_random_walk_variance, check_diffusion_step])
-def test_stubs_and_crashes_get_a_friendly_verdict(checker):
-    assert "not written yet" in checker(_stub).message
-    assert "returned None" in checker(_forgot_return).message
-    result = checker(_crashes)
-    assert not result.ok and "ZeroDivisionError" in result.message
-    assert str(result).startswith("NOT YET")
-
-
-@pytest.mark.parametrize(
-    "checker, solution",
-    [
-        (check_random_walk_variance, solution_random_walk_variance),
-        (check_diffusion_step, solution_diffusion_step),
-    ],
-)
-def test_reference_solutions_pass(checker, solution):
-    result = checker(solution)
-    assert result.ok, result.message
-    assert str(result).startswith("PASS")
 
 
 @pytest.mark.parametrize(

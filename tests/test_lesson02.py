@@ -7,43 +7,7 @@ import pytest
 from diffusion_edu.exercises.lesson02 import (
     check_normalize,
     check_snr,
-    solution_normalize,
-    solution_snr,
 )
-
-
-def _stub(*args):
-    raise NotImplementedError
-
-
-def _forgot_return(*args):
-    pass
-
-
-def _crashes(*args):
-    return 1 / 0
-
-
-@pytest.mark.parametrize("checker", [check_normalize, check_snr])
-def test_stubs_and_crashes_get_a_friendly_verdict(checker):
-    assert "not written yet" in checker(_stub).message
-    assert "returned None" in checker(_forgot_return).message
-    result = checker(_crashes)
-    assert not result.ok and "ZeroDivisionError" in result.message
-    assert str(result).startswith("NOT YET")
-
-
-@pytest.mark.parametrize(
-    "checker, solution",
-    [
-        (check_normalize, solution_normalize),
-        (check_snr, solution_snr),
-    ],
-)
-def test_reference_solutions_pass(checker, solution):
-    result = checker(solution)
-    assert result.ok, result.message
-    assert str(result).startswith("PASS")
 
 
 @pytest.mark.parametrize(

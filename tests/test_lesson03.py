@@ -8,46 +8,13 @@ import pytest
 from diffusion_edu.exercises.lesson03 import (
     check_q_sample,
     check_q_step,
-    solution_q_sample,
-    solution_q_step,
 )
 from diffusion_edu.forward import q_sample, q_step
 
 
-def _stub(*args):
-    raise NotImplementedError
-
-
-def _forgot_return(*args):
-    pass
-
-
-def _crashes(*args):
-    return 1 / 0
-
-
-@pytest.mark.parametrize("checker", [check_q_step, check_q_sample])
-def test_stubs_and_crashes_get_a_friendly_verdict(checker):
-    assert "not written yet" in checker(_stub).message
-    assert "returned None" in checker(_forgot_return).message
-    result = checker(_crashes)
-    assert not result.ok and "ZeroDivisionError" in result.message
-    assert str(result).startswith("NOT YET")
-
-
-@pytest.mark.parametrize(
-    "checker, solution",
-    [
-        (check_q_step, solution_q_step),
-        (check_q_sample, solution_q_sample),
-        (check_q_step, q_step),  # the library's own functions pass too
-        (check_q_sample, q_sample),
-    ],
-)
-def test_reference_solutions_pass(checker, solution):
-    result = checker(solution)
-    assert result.ok, result.message
-    assert str(result).startswith("PASS")
+@pytest.mark.parametrize("checker, library", [(check_q_step, q_step), (check_q_sample, q_sample)])
+def test_the_librarys_own_functions_pass_the_checks(checker, library):
+    assert checker(library).ok
 
 
 def _q_sample_with(x0_scale, noise_scale, shift=0):

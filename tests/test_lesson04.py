@@ -3,7 +3,6 @@ the reference solution and catches typical mistakes with the right hint."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from diffusion_edu.exercises.lesson04 import check_alpha_bar, solution_alpha_bar
@@ -12,24 +11,6 @@ from diffusion_edu.schedules import NoiseSchedule
 
 def _stub(*args: object) -> None:
     raise NotImplementedError
-
-
-def _forgot_return(*args: object) -> None:
-    pass
-
-
-def _crashes(*args: object) -> float:
-    return 1 / 0
-
-
-@pytest.mark.parametrize("checker", [check_alpha_bar])
-def test_stubs_crashes_and_non_functions_get_a_friendly_verdict(checker) -> None:  # noqa: ANN001
-    assert "not written yet" in checker(_stub).message
-    assert "returned None: return " in checker(_forgot_return).message
-    result = checker(_crashes)
-    assert not result.ok and "ZeroDivisionError" in result.message
-    assert str(result).startswith("NOT YET")
-    assert "pass your function itself" in checker(None).message
 
 
 def test_alpha_bar_solution_matches_the_schedule() -> None:

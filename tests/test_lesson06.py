@@ -4,8 +4,6 @@ hint."""
 
 from __future__ import annotations
 
-import pytest
-
 from diffusion_edu.exercises.lesson06 import (
     check_conv_output_size,
     check_unet2015_output_size,
@@ -16,24 +14,6 @@ from diffusion_edu.exercises.lesson06 import (
 
 def _stub(*args: object) -> None:
     raise NotImplementedError
-
-
-def _forgot_return(*args: object) -> None:
-    pass
-
-
-def _crashes(*args: object) -> float:
-    return 1 / 0
-
-
-@pytest.mark.parametrize("checker", [check_conv_output_size, check_unet2015_output_size])
-def test_stubs_crashes_and_non_functions_get_a_friendly_verdict(checker) -> None:  # noqa: ANN001
-    assert "not written yet" in checker(_stub).message
-    assert "returned None: return " in checker(_forgot_return).message
-    result = checker(_crashes)
-    assert not result.ok and "ZeroDivisionError" in result.message
-    assert str(result).startswith("NOT YET")
-    assert "pass your function itself" in checker(None).message
 
 
 def test_conv_output_size_solution_and_hints() -> None:

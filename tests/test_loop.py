@@ -16,6 +16,7 @@ from torch import nn
 
 from diffusion_edu.data import load_mnist
 from diffusion_edu.loop import (
+    BUDGET_RESERVE,
     EMA,
     PROBE_STEPS,
     TensorBatches,
@@ -257,7 +258,8 @@ def test_bf16_autocast_trains_and_reports_its_precision(tiny_unet, fake_digits) 
 def test_a_time_budget_fits_the_steps_and_the_lr_decay_to_the_measured_speed(
     monkeypatch, capsys, tiny_unet, fake_digits
 ) -> None:  # noqa: ANN001
-    """With a fake clock (0.5 s per step), a 0.5-minute budget holds 60 steps, not 1,000."""
+    """With a fake clock (0.5 s per step), a 0.5-minute budget holds 58 steps, not 1,000:
+    the plan comes after 1 + PROBE_STEPS steps (10.5 s), and keeps 5% of the 19.5 s left."""
     clock = {"now": 0.0}
 
     def fake_perf_counter() -> float:
@@ -273,21 +275,22 @@ def test_a_time_budget_fits_the_steps_and_the_lr_decay_to_the_measured_speed(
     records = list(trainer.run())
     plan = trainer.plan
     assert plan is not None and plan.seconds_per_step == pytest.approx(0.5)
-    assert plan.steps == 60 and trainer.step == 60 and len(records) == 60
-    assert records[-1].seconds == pytest.approx(30.0)  # exactly the budget
+    first = 1 + PROBE_STEPS  # the first burst is not timed (warm-up), then PROBE_STEPS are
+    expected = first + int((30 - 0.5 * first) * (1 - BUDGET_RESERVE) / 0.5)
+    assert expected == 58 and plan.steps == expected and trainer.step == expected
+    assert len(records) == expected and 0.95 * 30 <= records[-1].seconds <= 30  # in the budget
     assert records[-1].lr == pytest.approx(cfg.min_lr)  # the decay ends where training ends
     said = capsys.readouterr().out
-    assert "60 steps fit" in said and "1,000 would take 8 minutes" in said
-    assert "EXPECT(60)" in said
-    assert plan.steps >= PROBE_STEPS
+    assert "58 steps fit" in said and "1,000 would take 8 minutes" in said
+    assert "EXPECT(58)" in said
 
 
 def test_a_budget_bigger_than_the_steps_changes_nothing(tiny_unet, fake_digits) -> None:
     images, labels = fake_digits(32)
-    plain = quiet_trainer(tiny_unet(), images, labels, steps=14)
-    budget = quiet_trainer(tiny_unet(), images, labels, steps=14, minutes=60.0)
+    plain = quiet_trainer(tiny_unet(), images, labels, steps=PROBE_STEPS + 4)
+    budget = quiet_trainer(tiny_unet(), images, labels, steps=PROBE_STEPS + 4, minutes=60.0)
     a, b = [r.loss for r in plain.run()], [r.loss for r in budget.run()]
-    assert a == b and budget.plan is not None and budget.plan.steps == 14
+    assert a == b and budget.plan is not None and budget.plan.steps == PROBE_STEPS + 4
 
 
 # ----------------------------------------------------------------------------- threads

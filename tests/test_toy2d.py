@@ -211,7 +211,9 @@ def test_conditional_toy_follows_the_prompt_and_guidance_zero_ignores_it() -> No
 def test_train_and_sample_toy_is_seeded_and_supports_both_schedules() -> None:
     data = make_moons(300, seed=0)
     kwargs = dict(steps=5, n_samples=20, batch_size=8, seed=3)
+    callers_random_state = torch.get_rng_state()
     a, b = train_and_sample_toy(data, **kwargs), train_and_sample_toy(data, **kwargs)
+    assert torch.equal(torch.get_rng_state(), callers_random_state)  # seeded, yet left alone
     torch.testing.assert_close(a.samples, b.samples)
     assert a.losses == b.losses and len(a.losses) == 5 and a.samples.shape == (20, 2)
     lin = train_and_sample_toy(data, schedule="linear", T=25, **kwargs)

@@ -3,10 +3,8 @@ figure has a title and labelled axes, and moving a slider redraws without error 
 MPLBACKEND=Agg, no kernel)."""
 
 import matplotlib
-import matplotlib.pyplot as plt
 import pytest
 import torch
-from matplotlib.figure import Figure
 
 from diffusion_edu.forward import q_sample
 from diffusion_edu.physics import noise_walk
@@ -14,19 +12,6 @@ from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.viz import forward_viz
 
 matplotlib.use("Agg")
-
-
-def _assert_labelled(fig: Figure) -> None:
-    """A title (figure or axes) and, on every axes that shows a data plot, both axis labels."""
-    titles = [fig._suptitle.get_text() if fig._suptitle else ""]
-    titles += [ax.get_title() for ax in fig.axes]
-    assert any(t.strip() for t in titles), "figure has no title"
-    for ax in fig.axes:
-        if ax.images and not ax.lines and not ax.collections:
-            continue  # an image panel: pixels, no axes to label
-        assert ax.get_xlabel().strip(), f"axes {ax.get_title()!r} has no x label"
-        assert ax.get_ylabel().strip(), f"axes {ax.get_title()!r} has no y label"
-    plt.close(fig)
 
 
 @pytest.fixture(scope="module")
@@ -41,27 +26,27 @@ def digits():
 
 
 # ----------------------------------------------------------------------------- lesson 02
-def test_lesson02_figures_are_labelled(digits, schedule):
+def test_lesson02_figures_are_labelled(digits, schedule, assert_labelled):
     g = torch.Generator().manual_seed(3)
     noise = torch.randn(digits.shape, generator=g)
-    _assert_labelled(forward_viz.plot_gaussian_noise(noise))
+    assert_labelled(forward_viz.plot_gaussian_noise(noise))
     raw = ((digits + 1) * 127.5).round().to(torch.uint8)
-    _assert_labelled(forward_viz.plot_normalization(raw, digits))
-    _assert_labelled(forward_viz.plot_augmentations(digits, [digits.flip(-1)]))
-    _assert_labelled(forward_viz.plot_noise_levels(digits, schedule, [0, 50, 100], noise))
-    _assert_labelled(forward_viz.plot_snr(digits, schedule, [0, 50, 100], noise))
+    assert_labelled(forward_viz.plot_normalization(raw, digits))
+    assert_labelled(forward_viz.plot_augmentations(digits, [digits.flip(-1)]))
+    assert_labelled(forward_viz.plot_noise_levels(digits, schedule, [0, 50, 100], noise))
+    assert_labelled(forward_viz.plot_snr(digits, schedule, [0, 50, 100], noise))
 
 
-def test_noise_level_widget_slider_redraws(digits, schedule):
+def test_noise_level_widget_slider_redraws(digits, schedule, assert_labelled):
     live = forward_viz.noise_level_widget(digits, schedule)
     live.controls["t"].value = 80
     assert "SNR(t = 80)" in live.last_figure.axes[1].get_title()
     live.controls["t"].value = 0  # no noise: SNR is infinite, must not crash
-    _assert_labelled(live.last_figure)
+    assert_labelled(live.last_figure)
 
 
 # ----------------------------------------------------------------------------- lesson 03
-def test_lesson03_figures_are_labelled(digits, schedule):
+def test_lesson03_figures_are_labelled(digits, schedule, assert_labelled):
     chain = noise_walk(
         digits, schedule, save_at=[0, 50, 100], generator=torch.Generator().manual_seed(4)
     )
@@ -72,18 +57,18 @@ def test_lesson03_figures_are_labelled(digits, schedule):
             for t in chain.ts
         ]
     )
-    _assert_labelled(forward_viz.plot_chain_vs_closed_form(chain.ts, chain.states, jump, schedule))
-    _assert_labelled(forward_viz.plot_pixel_histograms(chain, jump, schedule, x0_value=1.0))
-    _assert_labelled(forward_viz.plot_end_state(chain.states[-1]))
+    assert_labelled(forward_viz.plot_chain_vs_closed_form(chain.ts, chain.states, jump, schedule))
+    assert_labelled(forward_viz.plot_pixel_histograms(chain, jump, schedule, x0_value=1.0))
+    assert_labelled(forward_viz.plot_end_state(chain.states[-1]))
     html = forward_viz.animate_forward_chain(chain)
     assert "<script" in html
 
 
-def test_forward_chain_widget_slider_redraws(digits, schedule):
+def test_forward_chain_widget_slider_redraws(digits, schedule, assert_labelled):
     chain = noise_walk(
         digits, schedule, save_at=[0, 50, 100], generator=torch.Generator().manual_seed(6)
     )
     live = forward_viz.forward_chain_widget(chain)
     live.controls["t"].value = 100
     assert "t = 100" in live.last_figure._suptitle.get_text()
-    _assert_labelled(live.last_figure)
+    assert_labelled(live.last_figure)

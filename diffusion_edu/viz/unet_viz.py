@@ -410,12 +410,12 @@ def run_skip_experiment(
     Both start from the same weights and see the same batches (DDPM Algorithm 1 with the
     library's one loop, via :func:`~diffusion_edu.toy2d.train_toy_steps`, the toy's recipe;
     the tiny U-Net runs on one thread by the library's thread policy); then both denoise the
-    same held-out images,
-    and we measure ``mean((x0_hat - x0)^2)`` at each t in ``eval_ts``.
+    same held-out images, and we measure ``mean((x0_hat - x0)^2)`` at each t in ``eval_ts``.
     """
     config = config or _tiny_config(train_images.shape[-1])
-    torch.manual_seed(seed)
-    with_skips = UNet(config)
+    with torch.random.fork_rng(devices=[]):  # seeded weights; the caller's random state is kept
+        torch.manual_seed(seed)
+        with_skips = UNet(config)
     without_skips = copy.deepcopy(with_skips)
     remove_skips(without_skips)
     train_cfg = toy_train_config(steps=steps, batch_size=batch_size, lr=2e-3, seed=seed)
