@@ -38,13 +38,13 @@ import torch
 
 from diffusion_edu import distributed
 from diffusion_edu.checkpoints import Checkpoint, CheckpointError, load_checkpoint
-from diffusion_edu.data import augment, data_dir, find_idx_files, load_mnist
+from diffusion_edu.data import augment, load_mnist
 from diffusion_edu.device import pick_device
 from diffusion_edu.files import atomic_write
 from diffusion_edu.loop import TensorBatches, TrainConfig, Trainer, TrainingDivergedError
 from diffusion_edu.models.unet import UNet, UNetConfig, count_parameters
 from diffusion_edu.pretrained import PRETRAINED_MODELS, pretrained_info
-from diffusion_edu.recipes import MODEL_SIZES, RECIPES, expected_quality
+from diffusion_edu.recipes import MODEL_SIZES, expectation_for
 from diffusion_edu.samplers import SAMPLERS, plan_sampling, sample
 from diffusion_edu.schedules import make_schedule
 from diffusion_edu.targets import TARGETS, prediction_of
@@ -318,34 +318,29 @@ def _device(text: str | None) -> torch.device:
 
 def _load_training_data(args: argparse.Namespace) -> tuple[torch.Tensor, torch.Tensor, str]:
     """(images in [-1, 1], labels, one-line description) for --dataset/--data-dir."""
-    if args.dataset == "bundled":
-        if args.data_dir is not None:
-            raise CliError("--data-dir is for --dataset mnist or fashion; bundled needs none")
-        try:
-            data = load_mnist("train", source="bundled", verbose=False)
-        except FileNotFoundError as error:
-            raise CliError(str(error)) from None
-        return data.images, data.labels, f"bundled MNIST: {len(data.labels):,} training digits"
-    dataset = "mnist" if args.dataset == "mnist" else "fashion"
+    bundled = args.dataset == "bundled"
+    if bundled and args.data_dir is not None:
+        raise CliError("--data-dir is for --dataset mnist or fashion; bundled needs none")
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise CliError(f"--data-dir {args.data_dir} is not a folder; give the folder of IDX files")
-    if dataset == "mnist":
-        root = args.data_dir
-        folder = root if root is not None else data_dir() / "mnist"
-        try:
-            found = find_idx_files(folder, "train")
-        except FileNotFoundError as error:
+    dataset = "fashion" if args.dataset == "fashion" else "mnist"
+    try:  # "local": the IDX files or a clear error, never a silent fallback to other data
+        data = load_mnist("train", dataset=dataset, root=args.data_dir, verbose=False,
+                          source="bundled" if bundled else "local")  # fmt: skip
+    except FileNotFoundError as error:
+        if bundled:
             raise CliError(str(error)) from None
-        if found is None:
-            raise CliError(
-                f"no MNIST training IDX files (train-images-idx3-ubyte[.gz], "
-                f"train-labels-idx1-ubyte[.gz]) in {folder}; copy them there, pass --data-dir, "
-                "or use --dataset bundled"
-            )
-    try:
-        data = load_mnist("train", dataset=dataset, root=args.data_dir, verbose=False)
-    except (FileNotFoundError, ValueError) as error:
+        name = "MNIST" if dataset == "mnist" else "Fashion-MNIST"
+        looked = str(error).partition(" IDX files in ")[2].partition(". ")[0] or "the data folder"
+        raise CliError(
+            f"no {name} training IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-"
+            f"ubyte[.gz]) in {looked}; copy them there, pass --data-dir, or use --dataset "
+            "bundled"
+        ) from None
+    except ValueError as error:
         raise CliError(str(error).splitlines()[0]) from None
+    if bundled:
+        return data.images, data.labels, f"bundled MNIST: {len(data.labels):,} training digits"
     return data.images, data.labels, data.description
 
 
@@ -443,19 +438,6 @@ def _load_resumable(path: Path) -> Checkpoint:
     return checkpoint
 
 
-def _expectation(run: _Run) -> Callable[[int], str] | None:
-    """The measured steps-vs-quality table, if this run is the five-minute recipe's."""
-    five = RECIPES["five_minutes"]
-    loop_settings = ("batch_size", "lr", "warmup_steps", "min_lr", "weight_decay", "grad_clip",
-                     "ema_decay")  # fmt: skip
-    same = (
-        run.model_config == five.model_config
-        and run.loss == five.loss()
-        and all(getattr(run.config, k) == getattr(five.train_config, k) for k in loop_settings)
-    )
-    return expected_quality if same else None
-
-
 def _train(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.exists() and not out.is_dir():
@@ -485,7 +467,8 @@ def _train(args: argparse.Namespace) -> int:
         try:
             trainer = Trainer(
                 model, run.loss, data, config, device,
-                progress=not args.no_progress, expect=_expectation(run),
+                progress=not args.no_progress,
+                expect=expectation_for(run.model_config, run.loss, run.config),
             )  # fmt: skip
         except ValueError as error:
             raise CliError(str(error)) from None

@@ -19,6 +19,7 @@ command line and the notebooks train exactly the same thing.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -39,6 +40,7 @@ __all__ = [
     "FIVE_MINUTE_BUDGET",
     "STEPS_VS_QUALITY",
     "expected_quality",
+    "expectation_for",
 ]
 
 QUICK_STEPS = 30  # quick mode (the test run): same code path, a few steps only
@@ -85,6 +87,22 @@ def expected_quality(steps: int) -> str:
         "Quality to expect (share of digits read as the digit asked for, guidance 2, "
         f"measured with this recipe): {below}{found}."
     )
+
+
+def expectation_for(
+    model_config: UNetConfig, loss: DiffusionLoss, config: TrainConfig
+) -> Callable[[int], str] | None:
+    """:func:`expected_quality` if these are the five-minute recipe's model, loss and optimiser
+    settings (any length, budget or seed), else None: the table says nothing about other runs."""
+    five = RECIPES["five_minutes"]
+    settings = ("batch_size", "lr", "warmup_steps", "min_lr", "weight_decay", "grad_clip",
+                "ema_decay")  # fmt: skip
+    same = (
+        model_config == five.model_config
+        and loss == five.loss()
+        and all(getattr(config, k) == getattr(five.train_config, k) for k in settings)
+    )
+    return expected_quality if same else None
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from diffusion_edu.recipes import (
     RECIPES,
     STEPS_VS_QUALITY,
     digits_recipe,
+    expectation_for,
     expected_quality,
 )
 
@@ -78,3 +79,15 @@ def test_expected_quality_quotes_the_measured_rows_around_the_planned_steps() ->
     assert f"after {steps[-1]:,} steps" in expected_quality(10 * steps[-1])  # above it
     recipe = RECIPES["five_minutes"]
     assert recipe.train_config.steps in STEPS_VS_QUALITY  # the table covers the whole recipe
+
+
+def test_the_table_speaks_only_for_the_five_minute_recipe() -> None:
+    five = RECIPES["five_minutes"]
+    other_length = dataclasses.replace(five.train_config, steps=700, minutes=None, seed=3)
+    assert expectation_for(five.model_config, five.loss(), other_length) is expected_quality
+    faster = dataclasses.replace(five.train_config, lr=1e-3)
+    assert expectation_for(five.model_config, five.loss(), faster) is None
+    plain_loss = dataclasses.replace(five.loss(), min_snr_gamma=0.0)
+    assert expectation_for(five.model_config, plain_loss, five.train_config) is None
+    bigger = dataclasses.replace(five.model_config, base_channels=32)
+    assert expectation_for(bigger, five.loss(), five.train_config) is None
