@@ -166,7 +166,8 @@ def euler_step(
     T: int,
     clip_x0: bool = False,
 ) -> torch.Tensor:
-    """One Euler step of a flow model, x_s -> x_{s_prev} with s = t / T (Lipman et al. 2023).
+    """One Euler step of a flow model, x_s -> x_{s_prev} with s = t / T (Lipman et al. 2023,
+    in the course's direction of time: s = 0 is the data, s = 1 pure noise).
 
     On the straight path ``x_s = (1 - s) x_0 + s eps`` the model predicts the velocity
     ``u = dx_s/ds = eps - x_0``; stepping back in time, ``x_{s_prev} = x_s + (s_prev - s) u``.

@@ -10,15 +10,18 @@ target    the network outputs                 where it comes from
 ``eps``   the noise eps                       DDPM (Ho et al. 2020), Eq. 14; the course's default
 ``x0``    the clean image x_0                 DDPM, Sec. 3.2 (they found it worse early on)
 ``v``     ``v = a_t eps - b_t x_0``           Salimans & Ho 2022, "Progressive Distillation", Sec. 4
-``flow``  the velocity ``u = eps - x_0``      Lipman et al. 2023 (flow matching, Eq. 23 with
-                                              sigma_min = 0); Liu et al. 2023 (rectified flow)
+``flow``  the velocity ``u = eps - x_0``      Lipman et al. 2023 (flow matching, Sec. 4.1, the
+                                              optimal-transport path with sigma_min = 0);
+                                              Liu et al. 2023 (rectified flow)
 ========  ==================================  ====================================================
 
 The first three live on the diffusion path of lesson 03, ``a_t = sqrt(alpha_bar_t)``,
 ``b_t = sqrt(1 - alpha_bar_t)`` (Eq. 4, so ``a^2 + b^2 = 1``). The flow target has its own,
 **straight** path between data and noise, ``x_s = (1 - s) x_0 + s eps`` with ``s = t / T``:
 x_s moves at the constant velocity ``dx_s/ds = eps - x_0`` from the digit (s = 0) to pure noise
-(s = 1). Only T of the schedule is used there.
+(s = 1). Only T of the schedule is used there. (The flow-matching papers run their time the
+other way, from noise at 0 to data at 1, so their velocity is ``x_0 - eps``: the same line,
+travelled in the opposite direction.)
 
 :func:`split_prediction` turns any model output into the pair (x0_hat, eps_hat) the samplers
 need; :func:`regression_target` gives what the loss compares the output with.

@@ -232,3 +232,21 @@ def test_make_schedule_dispatches_and_validates() -> None:
         make_schedule("linear", beta_end=1.0)
     with pytest.raises(ValueError, match="kind"):
         make_schedule("quadratic")  # type: ignore[arg-type]
+
+
+def test_linear_scaled_to_a_short_chain_keeps_ddpms_beta_T_times_T() -> None:
+    """scale_to_T multiplies DDPM's betas by 1000 / T (capped at 0.1 and 0.9)."""
+    short = NoiseSchedule.linear(T=100, scale_to_T=True)
+    assert short.betas[1].item() == pytest.approx(1e-3) and short.betas[
+        100
+    ].item() == pytest.approx(0.2)
+    assert short.betas[100].item() * 100 == pytest.approx(
+        NoiseSchedule.linear().betas[1000].item() * 1000
+    )
+    assert short.alpha_bars[-1] < 1e-3  # a short chain still ends in (almost) pure noise
+    assert NoiseSchedule.linear(T=100).alpha_bars[-1] > 0.3  # unscaled, it would not
+    tiny = NoiseSchedule.linear(T=10, scale_to_T=True)  # 1e-4 * 100 = 0.01; 0.02 * 100 capped
+    assert tiny.betas[1].item() == pytest.approx(0.01) and tiny.betas[10].item() == pytest.approx(
+        0.9
+    )
+    assert NoiseSchedule.linear(scale_to_T=True) == NoiseSchedule.linear()  # T = 1000: unchanged

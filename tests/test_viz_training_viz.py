@@ -64,3 +64,13 @@ def test_nearest_training_digits_finds_an_exact_copy() -> None:
     fig = plot_nearest_training_digits(samples, train, n=3)
     labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert labels[0] == "0.0" and float(labels[1]) > 1.0
+
+
+def test_training_monitor_takes_six_snapshots_when_the_steps_do_not_divide_by_six(
+    tiny_unet,
+) -> None:  # noqa: ANN001
+    trainer = _tiny_trainer(tiny_unet, steps=32)
+    monitor = TrainingMonitor(trainer, sample_steps=1)
+    for record in trainer.run():
+        monitor(record)
+    assert [step for step, _ in monitor.snapshots] == [6, 12, 18, 24, 30, 32]

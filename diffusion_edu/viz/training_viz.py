@@ -3,6 +3,8 @@ samples beside their nearest training digits."""
 
 from __future__ import annotations
 
+import math
+
 import ipywidgets as widgets
 import torch
 from IPython.display import display
@@ -72,7 +74,7 @@ class TrainingMonitor(WidgetView):
 
     def __call__(self, record: TrainStep) -> None:
         last = record.step >= self.trainer.total_steps
-        every = self.every or max(5, self.trainer.total_steps // 6)
+        every = self.every or max(5, math.ceil(self.trainer.total_steps / 6))
         if record.step % every == 0 or last:
             self.snapshot()
             self.redraw()
