@@ -1,6 +1,7 @@
 # diffusion_edu: the two commands a newcomer needs.
 #   make lab    create .venv (first time only), install, open JupyterLab on notebooks/
 #   make test   create .venv (first time only), install, run the library tests and every notebook
+#               (with nbval, with nbclient, and in JupyterLab in Chromium: tests/browser)
 #   make lint   ruff check and ruff format --check (CI runs it before make test)
 # Re-running either is fast: the install step only re-runs when pyproject.toml changes.
 
@@ -23,7 +24,7 @@ lab: $(STAMP)
 
 # DIFFUSION_EDU_QUICK=1 is the notebooks' quick switch: smaller training runs, same code path.
 test: $(STAMP)
-	DIFFUSION_EDU_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest --nbval-lax --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
+	DIFFUSION_EDU_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest -rs --nbval-lax --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

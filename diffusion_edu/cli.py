@@ -43,7 +43,7 @@ from diffusion_edu.device import pick_device
 from diffusion_edu.files import atomic_write
 from diffusion_edu.loop import TensorBatches, TrainConfig, Trainer, TrainingDivergedError
 from diffusion_edu.models.unet import UNet, UNetConfig, count_parameters
-from diffusion_edu.pretrained import PRETRAINED_MODELS, pretrained_info
+from diffusion_edu.pretrained import PRETRAINED_IMAGE_MODELS, pretrained_info
 from diffusion_edu.recipes import MODEL_SIZES, expectation_for
 from diffusion_edu.samplers import SAMPLERS, plan_sampling, sample
 from diffusion_edu.schedules import make_schedule
@@ -261,7 +261,7 @@ def _add_sample_command(commands: Any) -> None:
     source = samp.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoint", type=Path,
                         help="checkpoint file written by train (OUT/checkpoint.pt)")  # fmt: skip
-    source.add_argument("--pretrained", choices=tuple(PRETRAINED_MODELS),
+    source.add_argument("--pretrained", choices=PRETRAINED_IMAGE_MODELS,
                         help="a model shipped with the course (no training needed): "
                         "--pretrained mnist")  # fmt: skip
     samp.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG file to write")

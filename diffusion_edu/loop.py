@@ -340,6 +340,7 @@ class Trainer:
         progress: show a ``tqdm`` progress bar with the loss and examples/s.
         expect: ``expect(steps) -> str``: what that many steps are expected to give, printed
             with a budget's plan (a recipe's measured table, e.g.).
+        desc: the progress bar's label: what is being trained (e.g. ``"U-Net with skips"``).
 
     Under ``torch.distributed`` (e.g. ``torchrun``) the model is wrapped in
     DistributedDataParallel, each process trains on its own shard of ``data`` with its own
@@ -357,6 +358,7 @@ class Trainer:
         verbose: bool = True,
         progress: bool = True,
         expect: Callable[[int], str] | None = None,
+        desc: str = "training",
     ) -> None:
         self.config = config = config or TrainConfig()
         self.device = device = pick_device(device)
@@ -368,7 +370,7 @@ class Trainer:
             )
         self.local_batch = config.batch_size // self.world_size
         self.sync_every = config.sync_every or (1 if device.type == "cpu" else 25)
-        self.loss, self.expect = loss, expect
+        self.loss, self.expect, self.desc = loss, expect, desc
         self.model = model.to(device)
         check = getattr(loss, "check", None)
         if check is not None:
@@ -544,7 +546,7 @@ class Trainer:
         """
         stop_at = math.inf if steps is None else self.step + steps
         bar = tqdm(
-            total=self.total_steps, initial=self.step, desc="training", unit="step",
+            total=self.total_steps, initial=self.step, desc=self.desc, unit="step",
             disable=not self.progress, dynamic_ncols=True,
         )  # fmt: skip
         first_burst_end = None  # its time includes one-off warm-up work: not used for a plan

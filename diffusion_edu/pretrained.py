@@ -5,6 +5,11 @@ schedule it was trained with, read offline from ``data/pretrained/`` with
 ``torch.load(weights_only=True)``. Next to each weights file, a JSON file records the exact
 command that produced it and the quality measured with :mod:`diffusion_edu.metrics`
 (``scripts/make_pretrained.py`` writes both).
+
+``load_pretrained("spiral")`` is lesson 05's 2-D toy noise predictor, trained on the spiral with
+the lesson's own recipe (``scripts/make_pretrained_toy.py``); its record holds the fraction of
+its samples that land off the spiral, and its file keeps the loss of every training step
+(:func:`pretrained_losses`), so quick mode can show the curve of the full run.
 """
 
 from __future__ import annotations
@@ -21,10 +26,25 @@ from diffusion_edu.checkpoints import CheckpointError, load_checkpoint
 from diffusion_edu.data import data_dir, find_data_file
 from diffusion_edu.schedules import NoiseSchedule
 
-__all__ = ["PRETRAINED_MODELS", "PretrainedInfo", "load_pretrained", "pretrained_info"]
+__all__ = [
+    "PRETRAINED_MODELS",
+    "PRETRAINED_IMAGE_MODELS",
+    "PretrainedInfo",
+    "load_pretrained",
+    "pretrained_info",
+    "pretrained_losses",
+]
 
 # name -> file stem under data/pretrained/ (weights: STEM.pt, record: STEM.json)
-PRETRAINED_MODELS: dict[str, str] = {"mnist": "mnist_unet"}
+PRETRAINED_MODELS: dict[str, str] = {"mnist": "mnist_unet", "spiral": "toy_spiral"}
+# The ones that draw images (what ``python -m diffusion_edu sample --pretrained`` offers);
+# "spiral" is lesson 05's 2-D toy: its samples are points in the plane, not pictures.
+PRETRAINED_IMAGE_MODELS: tuple[str, ...] = ("mnist",)
+# The script that makes each file again (named when a file is missing).
+_MAKERS: dict[str, str] = {
+    "mnist": "scripts/make_pretrained.py",
+    "spiral": "scripts/make_pretrained_toy.py",
+}
 
 
 @dataclass(frozen=True)
@@ -49,7 +69,7 @@ def _files(name: str) -> tuple[Path, Path]:
     raise FileNotFoundError(
         f"the pretrained weights {stem}.pt are not in {data_dir() / 'pretrained'}. Restore them "
         "from the repository (git checkout -- data/pretrained), or make them again with "
-        "scripts/make_pretrained.py (see data/README.md)."
+        f"{_MAKERS[name]} (see data/README.md)."
     )
 
 
@@ -72,8 +92,22 @@ def load_pretrained(
 
         model, schedule = load_pretrained("mnist")
         digits = sample(model, schedule, labels=range(10), sampler="ddim", steps=50, guidance=2)
+
+        toy, toy_schedule = load_pretrained("spiral")  # lesson 05's 2-D noise predictor
+        points = sample_points(toy, toy_schedule, n=1000)  # (diffusion_edu.toy2d)
     """
     weights, _ = _files(name)
     checkpoint = load_checkpoint(weights)
     assert checkpoint.schedule is not None  # every shipped model is a diffusion model
     return checkpoint.build_model(ema=True, device=device), checkpoint.schedule
+
+
+def pretrained_losses(name: str) -> list[float]:
+    """The loss of every training step of a shipped model, as kept in its weights file.
+
+    Empty if the file keeps none (the MNIST model's does not: it was exported from a
+    checkpoint without its history).
+    """
+    weights, _ = _files(name)
+    history = load_checkpoint(weights).history or {}
+    return [float(loss) for loss in history.get("loss", [])]

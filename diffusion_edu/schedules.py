@@ -115,11 +115,17 @@ class NoiseSchedule:
         if scale_to_T:
             scale = 1000 / T
             beta_start, beta_end = min(beta_start * scale, 0.1), min(beta_end * scale, 0.9)
-        for name, value in (("beta_start", beta_start), ("beta_end", beta_end)):
+        for name, value, ddpm in (
+            ("beta_start", beta_start, "1e-4"),
+            ("beta_end", beta_end, "0.02"),
+        ):
             if not (math.isfinite(value) and 0.0 < value < 1.0):
+                fix = "a smaller" if value >= 1 else "a positive" if value <= 0 else "a finite"
                 raise ValueError(
-                    f"{name} must be a number strictly between 0 and 1, got {value!r}. "
-                    "It is the variance of the noise added in one step (DDPM uses 1e-4 and 0.02)."
+                    f"{name} must be a number strictly between 0 and 1, got "
+                    f"{_short_number(value)}{' (after scale_to_T)' if scale_to_T else ''}. It is "
+                    f"the variance of the noise added in one step: choose {fix} value, such as "
+                    f"DDPM's {ddpm}."
                 )
         if T == 1:
             betas = torch.tensor([beta_end], dtype=torch.float64)
@@ -282,13 +288,31 @@ class ScheduleSummary:
     alpha_bar_T: float
     threshold: float
 
+    @property
+    def crosses_zero(self) -> bool:
+        """True if log-SNR reaches 0 (alpha_bar <= 1/2) at some step t <= T."""
+        return self.t_half <= self.T
+
+    @property
+    def reaches_pure_noise(self) -> bool:
+        """True if alpha_bar falls below ``threshold`` at some step t <= T."""
+        return self.t_pure_noise <= self.T
+
     def __str__(self) -> str:
-        return (
-            f"{self.name:>8} (T={self.T}): log-SNR crosses 0 at t={self.t_half} "
-            f"({self.t_half / self.T:.0%} of the way); alpha_bar < {self.threshold:g} from "
-            f"t={self.t_pure_noise}, so {self.pure_noise_fraction:.0%} of the steps see "
-            f"(almost) pure noise; alpha_bar_T = {self.alpha_bar_T:.2g}"
-        )
+        if self.crosses_zero:
+            half = f"log-SNR crosses 0 at t={self.t_half} ({self.t_half / self.T:.0%} of the way)"
+        else:  # t_half = T + 1 is a marker, not a step: say what happens instead
+            half = "log-SNR never crosses 0 (it stays above 0: alpha_bar_T > 1/2)"
+        if self.reaches_pure_noise:
+            noise = (
+                f"alpha_bar < {self.threshold:g} from t={self.t_pure_noise}, so "
+                f"{self.pure_noise_fraction:.0%} of the steps see (almost) pure noise"
+            )
+        else:
+            noise = (
+                f"alpha_bar never falls below {self.threshold:g}: no step is (almost) pure noise"
+            )
+        return f"{self.name:>8} (T={self.T}): {half}; {noise}; alpha_bar_T = {self.alpha_bar_T:.2g}"
 
 
 def summarize_schedule(
@@ -310,6 +334,19 @@ def summarize_schedule(
         alpha_bar_T=schedule.alpha_bars[-1].item(),
         threshold=threshold,
     )
+
+
+def _short_number(value: float, digits: int = 4) -> str:
+    """``value`` with ``digits`` significant digits, for messages: 1.0023744672545447 -> "1.002".
+
+    More digits are used only when rounding would turn a value into exactly 0 or 1 (the bounds
+    most messages talk about), so that "got 1" never stands for 1.0000001.
+    """
+    for n in range(digits, 18):
+        text = f"{value:.{n}g}"
+        if float(text) == value or float(text) not in (0.0, 1.0):
+            return text
+    return repr(value)
 
 
 def _check_T(T: int) -> None:
@@ -336,6 +373,6 @@ def _validate_betas(betas: torch.Tensor) -> None:
             else ""
         )
         raise ValueError(
-            f"every beta_t must lie strictly between 0 and 1; beta_{bad} = {betas[bad - 1].item()}."
-            + hint
+            f"every beta_t must lie strictly between 0 and 1; beta_{bad} = "
+            f"{_short_number(betas[bad - 1].item())}." + hint
         )

@@ -152,6 +152,7 @@ def train_toy_steps(
     progress: bool = True,
     labels: torch.Tensor | None = None,
     cond_dropout: float = 0.1,
+    desc: str = "training",
 ) -> Iterator[TrainStep]:
     """Train on the CPU with the library's one loop, yielding a record after every step.
 
@@ -167,13 +168,16 @@ def train_toy_steps(
     ``null_label``); each batch's labels are dropped to "no label" with probability
     ``cond_dropout`` (classifier-free guidance training). Seeded by ``config.seed`` (weights
     are not re-initialised: seed before building the model). The model is left in eval mode.
+    ``desc`` labels the progress bar (what is being trained).
     """
     config = config or toy_train_config()
     if data.ndim < 2 or data.shape[0] < 1:
         raise ValueError(f"data must have shape (N, ...) with N >= 1, got {tuple(data.shape)}.")
     batches = TensorBatches(data, *([] if labels is None else [labels]))
     loss = DiffusionLoss(schedule, cond_dropout=cond_dropout)
-    trainer = Trainer(model, loss, batches, config, "cpu", verbose=False, progress=progress)
+    trainer = Trainer(
+        model, loss, batches, config, "cpu", verbose=False, progress=progress, desc=desc
+    )
     try:
         yield from trainer.run()
     finally:

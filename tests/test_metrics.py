@@ -20,6 +20,7 @@ from diffusion_edu.metrics import (
     frechet_distance,
     frechet_distance_from_statistics,
     frechet_floor,
+    frechet_floor_draws,
     gaussian_statistics,
     memorisation_report,
     reference_digits,
@@ -181,6 +182,38 @@ def test_evaluate_samples_prints_a_table_of_all_three(heldout, capsys) -> None:
     assert not report.memorisation.memorised
     printed = capsys.readouterr().out
     assert "floor" in printed and "class agreement" in printed and "memorisation" in printed
+
+
+def test_small_sample_report_says_its_frechet_numbers_are_noise(train, capsys) -> None:
+    """Lesson 07's quick mode scores 100 samples: a ratio below 1 there must not read as
+    better-than-real digits. Here 100 REAL digits (a random draw) stand in for the samples."""
+    images, labels = train
+    pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))[:100]
+    report = evaluate_samples(images[pick], labels[pick])
+    draws = frechet_floor_draws(100)
+    assert report.frechet_floor == pytest.approx(sum(draws) / len(draws))  # the floor: their mean
+    low, high = report.frechet_floor_range
+    assert (low, high) == (min(draws), max(draws)) and low < report.frechet_floor < high
+    assert report.frechet_ratio < 1  # real digits, yet "better than the floor": noise
+    note = " ".join(report.sampling_noise_note().split())
+    assert "with only 100 samples" in note and f"score {low:.2f} to {high:.2f}" in note
+    assert (
+        f"like this {report.frechet_ratio:.1f}x, is noise" in note and "500 samples or more" in note
+    )
+    assert note.split()[-1] in " ".join(capsys.readouterr().out.split())  # printed with the table
+
+
+def test_report_of_enough_samples_has_no_noise_note_and_large_ratios_are_qualified(heldout) -> None:
+    images, _ = heldout
+    memo = memorisation_report(images[:20], images[20:], images)
+    common = dict(class_agreement=None, classifier_accuracy=0.98, memorisation=memo)
+    many = QualityReport(500, frechet_distance=0.7, frechet_floor=0.45,
+                         frechet_floor_range=(0.3, 0.6), **common)  # fmt: skip
+    assert many.sampling_noise_note() is None and "Sampling noise" not in many.table()
+    few = QualityReport(200, frechet_distance=1.0, frechet_floor=0.8,
+                        frechet_floor_range=(0.5, 1.5), **common)  # fmt: skip
+    note = " ".join(few.sampling_noise_note().split())
+    assert "a ratio up to about 1.9x may be noise alone" in note and "is noise (" not in note
 
 
 def test_bad_inputs_are_refused_or_warned_about(heldout) -> None:

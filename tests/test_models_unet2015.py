@@ -9,6 +9,7 @@ from torch import nn
 
 from diffusion_edu.models.unet2015 import (
     conv_output_size,
+    conv_parameters,
     unet2015_skip_pairs,
     unet2015_stages,
 )
@@ -51,3 +52,28 @@ def test_unet2015_skips_join_a_down_step_to_its_crop_and_concat() -> None:
         assert down.out_shape[-1] > concat.in_shape[-1]
         assert concat.out_shape[0] == 2 * down.out_shape[0]  # channels: up-conv's + skip's
     assert [stages[a].level for a, _ in pairs] == [3, 2, 1, 0]  # deepest first
+
+
+def _pytorch_layer(name: str, in_channels: int, out_channels: int) -> nn.Module | None:
+    """The PyTorch layer a 2015 stage stands for (built on the meta device: shapes only)."""
+    if name.startswith("conv3x3"):
+        return nn.Conv2d(in_channels, out_channels, 3, device="meta")  # unpadded
+    if name.startswith("up 2x"):  # upsample, then the 2x2 "up-conv" halving the channels
+        return nn.Sequential(
+            nn.Upsample(scale_factor=2), nn.Conv2d(in_channels, out_channels, 2, device="meta")
+        )
+    if name.startswith("conv1x1"):
+        return nn.Conv2d(in_channels, out_channels, 1, device="meta")
+    return None  # max pooling, crop + concat: no weights
+
+
+@pytest.mark.parametrize("depth", [4, 2])
+def test_unet2015_parameters_match_pytorch_layers(depth: int) -> None:
+    stages = unet2015_stages(572, depth)
+    for s in stages:
+        layer = _pytorch_layer(s.name, s.in_shape[0], s.out_shape[0])
+        want = 0 if layer is None else sum(p.numel() for p in layer.parameters())
+        assert s.params == want, s.name
+    if depth == 4:  # the paper's network, 1 input channel, 2 classes
+        assert sum(s.params for s in stages) == 31_030_658
+    assert conv_parameters(64, 128, 3) == 3 * 3 * 64 * 128 + 128

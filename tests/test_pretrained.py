@@ -47,3 +47,49 @@ def test_shipped_model_matches_its_record_and_draws_recognisable_digits():
     images = sample(model, schedule, labels=labels, sampler="ddim", steps=20, guidance=2.0,
                     seed=0, progress=False)  # fmt: skip
     assert class_agreement(images, labels) >= 0.9
+
+
+def test_shipped_toy_model_is_small_matches_its_record_and_draws_the_spiral():
+    """Lesson 05's quick mode shows this model: its samples must land on the spiral as the
+    record says (the record is what scripts/make_pretrained_toy.py measured)."""
+    from diffusion_edu.pretrained import pretrained_losses
+    from diffusion_edu.toy2d import fraction_within, make_toy_data, sample_points
+
+    info = pretrained_info("spiral")
+    assert info.weights.stat().st_size < 300e3, "the toy's weights must stay a few hundred KB"
+    assert info.command == "python scripts/make_pretrained_toy.py"
+    model, schedule = load_pretrained("spiral")
+    assert not model.training and str(model.config) == info.record["model_config"]
+    assert schedule == NoiseSchedule.cosine(T=100)  # the lesson's schedule
+    losses = pretrained_losses("spiral")
+    assert len(losses) == info.record["steps"] == 2000
+    assert sum(losses[-100:]) / 100 == pytest.approx(
+        info.record["final_loss_mean_last_100"], abs=1e-4
+    )
+    data = make_toy_data("spiral", n=2000, seed=0)
+    samples = sample_points(model, schedule, n=1000, seed=0)
+    off = 1 - fraction_within(samples, data, info.record["off_spiral_radius"])
+    # Same samples as when recorded, up to CPU rounding: a point or two may cross the radius.
+    assert off == pytest.approx(info.record["off_spiral_fraction"], abs=0.005)
+    assert off < 0.05  # "almost every sample lands on the spiral", as lesson 05 says
+
+
+def test_the_mnist_model_keeps_no_losses_and_the_cli_offers_only_image_models():
+    from diffusion_edu.cli import build_parser
+    from diffusion_edu.pretrained import (
+        PRETRAINED_IMAGE_MODELS,
+        PRETRAINED_MODELS,
+        pretrained_losses,
+    )
+
+    assert pretrained_losses("mnist") == []  # exported without its training history
+    assert set(PRETRAINED_IMAGE_MODELS) < set(PRETRAINED_MODELS)
+    with pytest.raises(SystemExit):  # the 2-D toy draws points, not a PNG grid of images
+        build_parser().parse_args(["sample", "--pretrained", "spiral"])
+
+
+def test_missing_toy_weights_name_the_script_that_makes_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("DIFFUSION_EDU_DATA", str(tmp_path))
+    monkeypatch.setattr("diffusion_edu.data.repo_data_dir", lambda: tmp_path)
+    with pytest.raises(FileNotFoundError, match="make_pretrained_toy.py"):
+        load_pretrained("spiral")

@@ -219,7 +219,46 @@ def test_summary_of_a_schedule_that_never_reaches_pure_noise() -> None:
     summary = summarize_schedule(gentle)
     assert summary.threshold == PURE_NOISE_ALPHA_BAR
     assert (summary.t_half, summary.t_pure_noise, summary.pure_noise_fraction) == (11, 11, 0.0)
-    assert "t=11" in str(summary) and "linear" in str(summary)
+    assert not summary.crosses_zero and not summary.reaches_pure_noise
+    text = str(summary)
+    assert "linear" in text and "never crosses 0" in text and "never falls below 0.01" in text
+    assert "t=11" not in text and "110%" not in text  # T + 1 is a marker, not a step to quote
+
+
+@pytest.mark.parametrize("kind", ["linear", "cosine", "sigmoid"])
+@pytest.mark.parametrize("T", [1, 2, 5, 10, 20, 50, 100, 1000])
+def test_summary_text_agrees_with_the_curve_at_small_T(kind, T) -> None:
+    """What the lesson 04 explorer prints (its T slider starts at 10) matches alpha_bar itself:
+    a crossing step is quoted only if alpha_bar reaches 1/2 there, never as "110% of the way"."""
+    schedule = make_schedule(kind, T=T)
+    summary, text = summarize_schedule(schedule), str(summarize_schedule(schedule))
+    crossings = [t for t in range(1, T + 1) if schedule.alpha_bars[t] <= 0.5]  # brute force
+    if crossings:
+        assert summary.crosses_zero and summary.t_half == crossings[0]
+        assert f"crosses 0 at t={crossings[0]} ({crossings[0] / T:.0%} of the way)" in text
+    else:
+        assert not summary.crosses_zero and schedule.alpha_bars[T] > 0.5
+        assert "never crosses 0" in text and "crosses 0 at" not in text
+    percentages = [int(word[1:-1]) for word in text.split() if word.startswith("(") and "%" in word]
+    assert all(0 <= p <= 100 for p in percentages)
+    noisy = [t for t in range(1, T + 1) if schedule.alpha_bars[t] < PURE_NOISE_ALPHA_BAR]
+    assert (f"from t={noisy[0]}" in text) if noisy else ("never falls below" in text)
+
+
+def test_linear_beta_error_names_the_value_in_short_and_says_what_to_do() -> None:
+    # The lesson 04 slider's largest beta_end: 10 ** (0 + its grid shift) = 1.0023744672545447.
+    with pytest.raises(ValueError) as error:
+        NoiseSchedule.linear(beta_end=1.0023744672545447)
+    message = str(error.value)
+    assert "got 1.002." in message and "1.00237" not in message
+    assert "strictly between 0 and 1" in message and "choose a smaller value" in message
+    with pytest.raises(ValueError, match="got 0. .*choose a positive value"):
+        NoiseSchedule.linear(beta_start=0.0)
+    # Rounding never makes an invalid value look like a bound it is not: 1 + 1e-7 stays visible.
+    with pytest.raises(ValueError, match=r"got 1\.0000001\b"):
+        NoiseSchedule.linear(beta_end=1.0000001)
+    with pytest.raises(ValueError, match=r"beta_2 = 1\.002\.$"):
+        NoiseSchedule.from_betas([0.1, 1.0023744672545447])
 
 
 def test_make_schedule_dispatches_and_validates() -> None:

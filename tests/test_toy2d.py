@@ -222,6 +222,21 @@ def test_train_and_sample_toy_is_seeded_and_supports_both_schedules() -> None:
         train_and_sample_toy(data, schedule="sigmoid", **kwargs)  # type: ignore[arg-type]
 
 
+def test_train_and_sample_toy_with_defaults_is_the_lessons_hand_written_recipe() -> None:
+    """Lesson 05 reuses its main model's samples as the data-quality experiment's "clean" run;
+    that is right only if the two recipes are one: same initial weights, batches and noise."""
+    data = make_toy_data("spiral", n=300, seed=0)
+    run = train_and_sample_toy(data, steps=15, n_samples=50, seed=0)
+    torch.manual_seed(0)
+    model = ToyNoisePredictor()  # lesson 05, Part 2
+    losses = train_toy(model, data, NoiseSchedule.cosine(T=100), toy_train_config(steps=15, seed=0),
+                       progress=False)  # fmt: skip
+    assert list(run.losses) == losses
+    by_hand = sample(model, NoiseSchedule.cosine(T=100), n=50, shape=(2,), seed=0, clip_x0=False,
+                     progress=False)  # fmt: skip
+    torch.testing.assert_close(run.samples, by_hand, rtol=0, atol=0)
+
+
 @pytest.mark.slow
 def test_sweep_gives_one_result_per_setting_and_a_sensible_lr_beats_a_tiny_one() -> None:
     # 4 seeded runs of 300 steps (~3 s). Measured distance to data: lr=1e-2 ~0.08; lr=1e-4 has

@@ -4,6 +4,8 @@ schedule maths itself is tested in test_schedules.py."""
 
 from __future__ import annotations
 
+import io
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -63,3 +65,33 @@ def test_schedule_explorer_redraws_and_shows_errors() -> None:
     assert len(explorer.redraw_times) >= 4
     with pytest.raises(ValueError, match="unknown"):
         explorer.update(beta=0.1)
+
+
+def test_schedule_explorer_is_rendered_at_the_size_it_is_shown() -> None:
+    from PIL import Image
+
+    explorer = ScheduleExplorer(DIGIT, n_images=5)
+    png = Image.open(io.BytesIO(bytes(explorer.image_widget.value)))
+    width_in, height_in = explorer.fig.get_size_inches()
+    # One PNG pixel per screen pixel: the PNG is as wide as the widget shows it, which fits
+    # JupyterLab's default output width (about 960 px), and no taller than a laptop screen.
+    assert png.size == (round(width_in * explorer.dpi), round(height_in * explorer.dpi))
+    assert explorer.image_widget.width == str(png.size[0]) and png.size[0] <= 960
+    assert png.size[1] <= 600 and explorer.dpi >= 96  # not 72 dpi, stretched
+
+
+def test_schedule_explorer_says_so_when_log_snr_never_crosses_0() -> None:
+    explorer = ScheduleExplorer(DIGIT, n_images=5)
+    explorer.update(kind="linear", T=10)  # alpha_bar_T = 0.90: half-destroyed is never reached
+    assert "never crosses 0" in explorer.status.value and "110%" not in explorer.status.value
+    assert "never reaches 0" in explorer.suptitle.get_text()
+    assert not any(line.get_visible() for line in explorer.half_lines)
+    explorer.update(kind="cosine", T=10)
+    assert "crosses 0 at t=5 (50% of the way)" in explorer.status.value
+
+
+def test_schedule_explorer_error_shows_the_value_in_short() -> None:
+    explorer = ScheduleExplorer(DIGIT, n_images=5)
+    explorer.beta_end.value = 10**explorer.beta_end.max  # the slider's top: 1.00237...
+    assert explorer.error is not None and "got 1.002." in explorer.status.value
+    assert "1.0023" not in explorer.status.value and "choose a smaller value" in explorer.error

@@ -3,17 +3,23 @@ with titles and labels, and the explorers' and trainer's callbacks redraw withou
 
 from __future__ import annotations
 
+import io
+import struct
+
 import matplotlib
 
 matplotlib.use("Agg")
 
 import torch
+from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from diffusion_edu.models.toy_mlp import ToyMLPConfig, ToyNoisePredictor
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.toy2d import (
     HyperparameterSweep,
     ToyRunResult,
+    add_outliers,
     make_moons,
     make_moons_labelled,
     train_and_sample_toy,
@@ -32,6 +38,7 @@ from diffusion_edu.viz.toy2d_viz import (
     plot_samples_vs_data,
     plot_score_fields,
     plot_sweep_losses,
+    plot_toy_data,
     plot_toy_run,
 )
 
@@ -118,3 +125,102 @@ def test_data_quality_figure() -> None:
     titles = _titles(fig)
     assert len(titles) == 4 and "(8 points)" in titles[1] and "copies: 90%" in titles[3]
     assert all(ax.get_xlabel() and ax.get_ylabel() for ax in fig.axes)
+
+
+def test_reverse_snapshots_fit_jupyterlabs_width_in_rows_of_three() -> None:
+    data = make_moons(100)
+    xs = torch.randn(21, 30, 2)
+    timesteps = list(range(20, -1, -1))
+    fig = plot_reverse_snapshots(xs, timesteps, data, k=6)
+    width, height = fig.get_size_inches()
+    assert width <= 9.6 and height * 100 <= 700  # legible at JupyterLab's ~960 px, dpi 100
+    shown = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in shown] == ["t=20", "t=16", "t=12", "t=8", "t=4", "t=0"]
+    odd = plot_reverse_snapshots(xs, timesteps, data, k=5)
+    assert sum(ax.get_visible() for ax in odd.axes) == 5  # the sixth panel is left empty
+
+
+def test_trainer_says_when_its_picture_no_longer_matches_the_settings() -> None:
+    data = make_moons(200)
+    trainer = HyperparameterTrainer(data, steps=3, n_samples=10)
+    first = trainer.status.value
+    trainer.batch_size.value = 64  # before any run: nothing to contradict
+    assert trainer.status.value == first and "press Train" in first
+    trainer.train()
+    done = trainer.status.value
+    assert done.startswith("done in")
+    said = {done}
+    for control, value in ((trainer.T, 25), (trainer.schedule, "linear"), (trainer.lr, 1e-3)):
+        control.value = value
+        status = trainer.status.value
+        assert status.startswith("press Train for") and "(the picture is" in status
+        assert "batch 64, cosine, T=100)" in status  # what the picture shows
+        assert status not in said  # every change is answered by a different line
+        said.add(status)
+    assert "lr=1e-03, batch 64, linear, T=25 (" in trainer.status.value  # what Train would do
+    trainer.T.value, trainer.schedule.value, trainer.lr.value = 100, "cosine", 1e-2
+    assert trainer.status.value == done  # back to the settings of the picture
+    trainer.batch_size.value = 16
+    trainer.train()
+    assert trainer.status.value.startswith("done in") and trainer.last_run.batch_size == 16
+
+
+def _tight_png_width(fig: Figure) -> int:
+    """Width in pixels of the PNG a notebook shows: ``bbox_inches="tight"`` at dpi 100."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=100)
+    return struct.unpack(">I", buffer.getvalue()[16:20])[0]  # IHDR: width, then height
+
+
+def test_every_lesson_figure_fits_jupyterlabs_width_with_legible_text() -> None:
+    # JupyterLab's output area is ~934 px wide at a laptop's width; a wider PNG is shrunk, its
+    # text with it. Same panel counts as lesson 05, fewer points.
+    torch.manual_seed(0)
+    model = ToyNoisePredictor(ToyMLPConfig(hidden=16, depth=1))
+    schedule, data = NoiseSchedule.cosine(T=100), make_moons(100)
+    xs, timesteps = torch.randn(101, 30, 2), list(range(100, -1, -1))
+    lrs, batch_sizes = (1e-4, 1e-2, 1e-1), (16, 256)
+    sweep = HyperparameterSweep(
+        lrs, batch_sizes, tuple(_fake_run(lr, bs, 0.5) for lr in lrs for bs in batch_sizes)
+    )
+    points, labels = make_moons_labelled(100, seed=0)
+    sets = {"clean": data, "30% outliers": add_outliers(data, 0.3, seed=0), "8 points": data[:8]}
+    note = "off the spiral: 31%, copies: 100%"
+    figures = {
+        "plot_toy_data": plot_toy_data(data, "The data: 2,000 points on a spiral"),
+        "plot_forward_2d": plot_forward_2d(data, schedule, [0, 10, 30, 60, 100]),
+        "plot_loss_curve": plot_loss_curve([1.0] * 60 + [0.5] * 60),
+        "plot_score_fields": plot_score_fields(model, schedule, data, [2, 15, 40, 90]),
+        "plot_reverse_snapshots": plot_reverse_snapshots(xs, timesteps, data, k=6),
+        "plot_samples_vs_data": plot_samples_vs_data(xs[-1], data, xs[0], (0.1, 0.5)),
+        "plot_conditional_samples": plot_conditional_samples(
+            {0: points[:20], 1: points[-20:]}, points, labels, "Same model, two prompts"
+        ),
+        "plot_hyperparameter_sweep": plot_hyperparameter_sweep(sweep, data),
+        "plot_sweep_losses": plot_sweep_losses(sweep, window=5),
+        "plot_toy_run": plot_toy_run(sweep.results[0], data),
+        "plot_data_quality": plot_data_quality(sets, sets, dict.fromkeys(sets, note)),
+    }
+    for name, fig in figures.items():
+        assert fig.get_figwidth() <= 9.6, f"{name}: {fig.get_figwidth():.1f} in wide"
+        assert _tight_png_width(fig) <= 1000, f"{name}: {_tight_png_width(fig)} px wide"
+        if name == "plot_conditional_samples":
+            continue  # its class legend is drawn at 7 pt (a known exception)
+        sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text() and t.get_visible()]
+        assert min(sizes) >= 8, f"{name}: a {min(sizes)} pt text"
+
+
+def test_forward_and_score_panels_wrap_into_rows_read_like_text() -> None:
+    torch.manual_seed(0)
+    model = ToyNoisePredictor(ToyMLPConfig(hidden=16, depth=1))
+    schedule, data = NoiseSchedule.cosine(T=100), make_moons(100)
+    forward = plot_forward_2d(data, schedule, [0, 10, 30, 60, 100])
+    shown = [ax for ax in forward.axes if ax.get_visible()]
+    assert [ax.get_title().split()[0] for ax in shown] == ["t=0", "t=10", "t=30", "t=60", "t=100"]
+    assert [ax.get_subplotspec().rowspan.start for ax in shown] == [0, 0, 0, 1, 1]  # 3 + 2
+    assert len(forward.axes) == 6 and not forward.axes[5].get_visible()
+    fields = plot_score_fields(model, schedule, data, [2, 15, 40, 90])
+    panels = [ax for ax in fields.axes if ax.get_title()]  # the colour bar has no title
+    assert [ax.get_title().split()[0] for ax in panels] == ["t=2", "t=15", "t=40", "t=90"]
+    assert [ax.get_subplotspec().rowspan.start for ax in panels] == [0, 0, 1, 1]  # 2 x 2
+    assert len(fields.axes) == 5  # four panels and one colour bar shared by them

@@ -13,8 +13,9 @@
 
 With the paper's 572 x 572 input the output is 388 x 388: the output is smaller than the
 input. Diffusion U-Nets (:mod:`diffusion_edu.models.unet`) pad their convolutions instead, so
-``eps_hat`` has the shape of ``x_t``. This module only does the arithmetic (no weights); the
-pictures are in ``viz/unet_viz.py``, which sits on top and is never imported from here.
+``eps_hat`` has the shape of ``x_t``. This module only does the arithmetic (no weights are
+built: the shapes, and how many weights each stage would have); the pictures are in
+``viz/unet_viz.py``, which sits on top and is never imported from here.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ __all__ = [
     "Part",
     "Stage",
     "conv_output_size",
+    "conv_parameters",
     "skip_pairs",
     "unet2015_stages",
     "unet2015_skip_pairs",
@@ -78,6 +80,15 @@ def conv_output_size(size: int, kernel: int = 3, padding: int = 0, stride: int =
     return (size + 2 * padding - kernel) // stride + 1
 
 
+def conv_parameters(in_channels: int, out_channels: int, kernel: int) -> int:
+    """Weights and biases of a ``kernel x kernel`` convolution: ``k * k * C_in * C_out + C_out``.
+
+    (``nn.Conv2d(in_channels, out_channels, kernel)`` has exactly this many parameters; so has
+    the transposed convolution ``nn.ConvTranspose2d`` often used for the 2015 "up-conv".)
+    """
+    return kernel * kernel * in_channels * out_channels + out_channels
+
+
 def unet2015_stages(input_size: int = 572, depth: int = 4, base_channels: int = 64) -> list[Stage]:
     """Shapes through the original U-Net (Ronneberger, Fischer & Brox 2015, Fig. 1).
 
@@ -85,36 +96,45 @@ def unet2015_stages(input_size: int = 572, depth: int = 4, base_channels: int = 
     channels double at the next step). Upsampling step: 2x upsampling followed by a 2x2 conv
     that halves the channels ("up-conv"), concatenation with the CROPPED feature map from the
     matching down step, then two unpadded 3x3 convs + ReLU. Final 1x1 conv to 2 classes.
-    With the paper's 572 x 572 input the output is 388 x 388. ``params`` is left at 0.
+    With the paper's 572 x 572 input the output is 388 x 388.
+
+    ``params`` is what each stage's weights would number (:func:`conv_parameters`): a 3x3 conv
+    has ``9 C_in C_out + C_out``, the 2x2 up-conv ``4 C_in C_out + C_out``, the 1x1 conv
+    ``C_in * 2 + 2``; pooling and crop-and-concat have none. With the paper's 64 base channels
+    and one input channel that adds up to 31,030,658.
     """
     stages: list[Stage] = []
     size, ch = input_size, 1
 
-    def add(name: str, part: Part, level: int, new_ch: int, new_size: int, skip: bool) -> None:
+    def add(
+        name: str, part: Part, level: int, new_ch: int, new_size: int, skip: bool, kernel: int
+    ) -> None:
+        """Append a stage; ``kernel`` is its convolution's size (0: no weights)."""
         nonlocal size, ch
+        params = conv_parameters(ch, new_ch, kernel) if kernel else 0
         stages.append(
-            Stage(name, part, level, (ch, size, size), (new_ch, new_size, new_size), 0, skip)
+            Stage(name, part, level, (ch, size, size), (new_ch, new_size, new_size), params, skip)
         )
         size, ch = new_size, new_ch
 
     for level in range(depth + 1):
         out_ch = base_channels * 2**level
         part: Part = "down" if level < depth else "mid"
-        add(f"conv3x3+ReLU {level}a", part, level, out_ch, conv_output_size(size), False)
-        add(f"conv3x3+ReLU {level}b", part, level, out_ch, conv_output_size(size), level < depth)
+        add(f"conv3x3+ReLU {level}a", part, level, out_ch, conv_output_size(size), False, 3)
+        add(f"conv3x3+ReLU {level}b", part, level, out_ch, conv_output_size(size), level < depth, 3)
         if level < depth:
             if size % 2:
                 raise ValueError(f"size {size} at level {level} is odd: 2x2 pooling needs even.")
-            add(f"maxpool 2x2 {level}", "down", level + 1, ch, size // 2, False)
+            add(f"maxpool 2x2 {level}", "down", level + 1, ch, size // 2, False, 0)
     for level in reversed(range(depth)):
         out_ch = base_channels * 2**level
-        add(f"up 2x + conv2x2 {level}", "up", level, out_ch, size * 2, False)
+        add(f"up 2x + conv2x2 {level}", "up", level, out_ch, size * 2, False, 2)
         skip_ch = out_ch
-        # concatenation with the cropped skip: channels double, size unchanged
-        add(f"crop + concat {level}", "up", level, out_ch + skip_ch, size, True)
-        add(f"conv3x3+ReLU {level}a'", "up", level, out_ch, conv_output_size(size), False)
-        add(f"conv3x3+ReLU {level}b'", "up", level, out_ch, conv_output_size(size), False)
-    add("conv1x1 (2 classes)", "out", 0, 2, size, False)
+        # concatenation with the cropped skip: channels double, size unchanged, no weights
+        add(f"crop + concat {level}", "up", level, out_ch + skip_ch, size, True, 0)
+        add(f"conv3x3+ReLU {level}a'", "up", level, out_ch, conv_output_size(size), False, 3)
+        add(f"conv3x3+ReLU {level}b'", "up", level, out_ch, conv_output_size(size), False, 3)
+    add("conv1x1 (2 classes)", "out", 0, 2, size, False, 1)
     return stages
 
 

@@ -16,12 +16,13 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import StepPatch
 
 from diffusion_edu.forward import q_sample
 from diffusion_edu.physics import NoiseWalk, ks_distance_to_normal
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.viz.animation import animate_images
-from diffusion_edu.viz.plots import INK_BLUE, make_grid
+from diffusion_edu.viz.plots import FIGURE_WIDTH, INK_BLUE, make_grid
 from diffusion_edu.viz.widgets import LivePlot, play_button
 
 __all__ = [
@@ -67,7 +68,9 @@ def plot_gaussian_noise(noise: torch.Tensor) -> Figure:
 
     ``noise``: ``(B, 1, H, W)`` draws of ``torch.randn``; the first image is shown.
     """
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [2, 1]})
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(FIGURE_WIDTH, 3.8), gridspec_kw={"width_ratios": [2, 1]}
+    )
     _hist_vs_normal(left, noise, "#7f8c8d", f"{noise.numel():,} draws of torch.randn")
     left.set_xlabel("value")
     left.set_ylabel("density")
@@ -84,7 +87,7 @@ def plot_gaussian_noise(noise: torch.Tensor) -> Figure:
 
 def plot_normalization(raw: torch.Tensor, normalized: torch.Tensor) -> Figure:
     """Pixel values before (uint8, 0..255) and after normalising to [-1, 1], vs N(0, 1)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.8))
     left.hist(raw.flatten().float().numpy(), bins=64, color="#7f8c8d", density=True)
     left.set_xlabel("pixel value (uint8)")
     left.set_ylabel("density")
@@ -110,11 +113,15 @@ def plot_normalization(raw: torch.Tensor, normalized: torch.Tensor) -> Figure:
 def plot_augmentations(images: torch.Tensor, augmented: Sequence[torch.Tensor]) -> Figure:
     """Originals (top row) and several random augmentations of each (rows below).
 
-    ``images``: ``(B, 1, H, W)`` in [-1, 1]; ``augmented``: a list of batches like it.
+    ``images``: ``(B, 1, H, W)`` in [-1, 1]; ``augmented``: a list of batches like it. One
+    column per image; the columns narrow (to 0.9 inches for ten) to fit :data:`FIGURE_WIDTH`.
     """
     rows = [images, *augmented]
     b = images.shape[0]
-    fig, axes = plt.subplots(len(rows), b, figsize=(1.3 * b, 1.4 * len(rows)), squeeze=False)
+    cell = min(1.3, (FIGURE_WIDTH - 0.5) / b)  # inches per image; 0.5 for the row labels
+    fig, axes = plt.subplots(
+        len(rows), b, figsize=(cell * b + 0.5, (cell + 0.1) * len(rows) + 0.5), squeeze=False
+    )
     for r, batch in enumerate(rows):
         for c in range(b):
             ax = axes[r, c]
@@ -129,9 +136,15 @@ def plot_augmentations(images: torch.Tensor, augmented: Sequence[torch.Tensor]) 
 def plot_noise_levels(
     x0: torch.Tensor, schedule: NoiseSchedule, ts: Sequence[int], noise: torch.Tensor
 ) -> Figure:
-    """Digits (rows) at several steps t (columns) of the closed form ``q_sample``."""
+    """Digits (rows) at several steps t (columns) of the closed form ``q_sample``.
+
+    The columns narrow (to 1.3 inches for seven steps) to fit :data:`FIGURE_WIDTH`.
+    """
     b = x0.shape[0]
-    fig, axes = plt.subplots(b, len(ts), figsize=(1.4 * len(ts), 1.5 * b + 0.6), squeeze=False)
+    cell = min(1.4, (FIGURE_WIDTH - 0.4) / len(ts))  # inches per image; 0.4 for the row labels
+    fig, axes = plt.subplots(
+        b, len(ts), figsize=(cell * len(ts) + 0.4, (cell + 0.1) * b + 0.6), squeeze=False
+    )
     for c, t in enumerate(ts):
         x_t = q_sample(x0, t, schedule, noise)
         keep = schedule.sqrt_alpha_bars[t].item()
@@ -161,14 +174,20 @@ def _draw_snr_curve(ax: Axes, schedule: NoiseSchedule, marks: Sequence[int]) -> 
 def plot_snr(
     x0: torch.Tensor, schedule: NoiseSchedule, ts: Sequence[int], noise: torch.Tensor
 ) -> Figure:
-    """The signal-to-noise ratio against t (top) with one digit at the marked steps (bottom)."""
-    fig = plt.figure(figsize=(1.6 * len(ts) + 1, 6))
-    grid = fig.add_gridspec(2, len(ts), height_ratios=[2.2, 1])
+    """The signal-to-noise ratio against t (top) with one digit at the marked steps (below).
+
+    The digits sit seven to a row (1.3 inches each), so the figure fits :data:`FIGURE_WIDTH`;
+    more steps wrap onto further rows.
+    """
+    cols = max(1, min(len(ts), 7))
+    rows = math.ceil(len(ts) / cols)
+    fig = plt.figure(figsize=(min(FIGURE_WIDTH, 1.6 * cols + 1), 4.1 + 1.7 * rows))
+    grid = fig.add_gridspec(1 + rows, cols, height_ratios=[4.1] + [1.7] * rows)
     top = fig.add_subplot(grid[0, :])
     _draw_snr_curve(top, schedule, ts)
     top.set_title(f"Signal-to-noise ratio of the {schedule.name} schedule (log scale)")
     for i, t in enumerate(ts):
-        ax = fig.add_subplot(grid[1, i])
+        ax = fig.add_subplot(grid[1 + i // cols, i % cols])
         x_t = q_sample(x0[:1], t, schedule, noise[:1])
         snr = schedule.snr[t].item()
         _image(ax, x_t[0], f"t = {t}\nSNR = {snr:.2g}" if t > 0 else "t = 0\nSNR = inf")
@@ -176,10 +195,39 @@ def plot_snr(
     return fig
 
 
+def _pixel_histogram(ax: Axes, values: torch.Tensor, colour: str, label: str) -> StepPatch:
+    """A pixel histogram (density) over [-4, 4] that a widget can refill in place."""
+    counts, edges = _histogram(values)
+    stairs = ax.stairs(counts, edges, fill=True, color=colour, alpha=0.6, label=label)
+    grid = np.linspace(-4, 4, 400)
+    ax.plot(grid, _normal_pdf(grid), color="k", lw=1.5, label="N(0, 1) density")
+    ax.set_xlim(-4, 4)
+    _fit_height(ax, counts)
+    ax.set_xlabel("pixel value")
+    ax.set_ylabel("density")
+    return stairs
+
+
+def _fit_height(ax: Axes, counts: np.ndarray) -> None:
+    ax.set_ylim(0, max(0.5, 1.05 * float(counts.max())))  # at least N(0, 1)'s peak, 0.4
+
+
+def _refill(ax: Axes, values: torch.Tensor) -> None:
+    counts = _histogram(values)[0]
+    ax.patches[0].set_data(counts)
+    _fit_height(ax, counts)
+
+
+def _histogram(values: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    v = values.detach().flatten().float().numpy()
+    return np.histogram(v, bins=80, range=(-4, 4), density=True)
+
+
 def noise_level_widget(x0: torch.Tensor, schedule: NoiseSchedule, seed: int = 0) -> LivePlot:
     """A slider (and play button) for the step t: the noisy digits, the SNR, the pixel histogram.
 
-    The same noise is used at every t, so you see one digit fade rather than new noise.
+    The same noise is used at every t, so you see one digit fade rather than new noise. The
+    figure is drawn once and updated in place (a slider move redraws in about 0.1 s).
     """
     noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(seed))
     t_slider = widgets.IntSlider(
@@ -187,31 +235,47 @@ def noise_level_widget(x0: torch.Tensor, schedule: NoiseSchedule, seed: int = 0)
     )
     play = play_button(t_slider, step=max(1, schedule.T // 50))
 
+    def texts(t: int) -> tuple[str, str, str]:
+        snr = schedule.snr[t].item() if t > 0 else math.inf
+        ab = schedule.alpha_bars[t].item()
+        return (
+            f"x_t at t = {t}",
+            f"SNR(t = {t}) = {snr:.3g}",
+            f"keep sqrt(alpha_bar) = {math.sqrt(ab):.3f} of the signal, "
+            f"noise std sqrt(1 - alpha_bar) = {math.sqrt(1 - ab):.3f}",
+        )
+
     def draw(t: int) -> Figure:
         x_t = q_sample(x0, t, schedule, noise)
         fig, axes = plt.subplots(
-            1, 3, figsize=(13, 3.6), gridspec_kw={"width_ratios": [1.2, 1.4, 1.2]}
+            1, 3, figsize=(9.6, 3.4), gridspec_kw={"width_ratios": [1.0, 1.3, 1.1]}
         )
-        _image(axes[0], x_t[:16], f"x_t at t = {t}", nrow=4)
+        image_title, snr_title, caption = texts(t)
+        _image(axes[0], x_t[:16], image_title, nrow=4)
         axes[0].set_xlabel("the digits, noised")
-        _draw_snr_curve(axes[1], schedule, [t])
-        snr = schedule.snr[t].item() if t > 0 else math.inf
-        axes[1].set_title(f"SNR(t = {t}) = {snr:.3g}")
-        _hist_vs_normal(axes[2], x_t, CHAIN, "pixels of x_t")
-        axes[2].set_xlim(-4, 4)
-        axes[2].set_xlabel("pixel value")
-        axes[2].set_ylabel("density")
-        axes[2].set_title("pixel histogram")
+        _draw_snr_curve(axes[1], schedule, [])
+        axes[1].semilogy([max(t, 1)], [schedule.snr[max(t, 1)].item()], "o", color=JUMP, ms=7)
+        axes[1].set_title(snr_title, fontsize=10)
+        axes[1].set_ylabel("SNR(t) (log scale)")
+        _pixel_histogram(axes[2], x_t, CHAIN, "pixels of x_t")
+        axes[2].set_title("pixel histogram", fontsize=10)
         axes[2].legend(fontsize=7, loc="upper right")
-        ab = schedule.alpha_bars[t].item()
-        fig.suptitle(
-            f"t = {t}: keep sqrt(alpha_bar) = {math.sqrt(ab):.3f} of the signal, "
-            f"noise std sqrt(1 - alpha_bar) = {math.sqrt(1 - ab):.3f}"
-        )
+        fig.suptitle(caption, fontsize=10)
         fig.tight_layout()
         return fig
 
-    return LivePlot(draw, {"t": t_slider}, extra=[play])
+    def update(fig: Figure, t: int) -> None:
+        x_t = q_sample(x0, t, schedule, noise)
+        image_title, snr_title, caption = texts(t)
+        image_ax, snr_ax, hist_ax = fig.axes
+        image_ax.images[0].set_data(make_grid(x_t[:16], nrow=4))
+        image_ax.set_title(image_title, fontsize=9)
+        snr_ax.lines[-1].set_data([max(t, 1)], [schedule.snr[max(t, 1)].item()])
+        snr_ax.set_title(snr_title, fontsize=10)
+        _refill(hist_ax, x_t)
+        fig._suptitle.set_text(caption)
+
+    return LivePlot(draw, {"t": t_slider}, extra=[play], update=update)
 
 
 # ============================================================================ lesson 03
@@ -229,24 +293,30 @@ def forward_chain_widget(walk: NoiseWalk) -> LivePlot:
     )
 
     def draw(t: int) -> Figure:
-        k = ts.index(t)
-        x_t = walk.states[k]
+        x_t = walk.states[ts.index(t)]
         fig, (left, right) = plt.subplots(
-            1, 2, figsize=(10, 3.8), gridspec_kw={"width_ratios": [1.2, 1]}
+            1, 2, figsize=(9.5, 3.8), gridspec_kw={"width_ratios": [1.0, 1.1]}
         )
         _image(left, x_t[:16], f"x_{t}, reached one q_step at a time", nrow=4)
         left.set_xlabel("the digits")
-        _hist_vs_normal(right, x_t, CHAIN, f"pixels of x_{t}")
-        right.set_xlim(-4, 4)
-        right.set_xlabel("pixel value")
-        right.set_ylabel("density")
-        right.set_title("pixel histogram: two bumps (ink, background) melt into one")
+        _pixel_histogram(right, x_t, CHAIN, f"pixels of x_{t}")
+        right.set_title("two bumps (ink, background) melt into one", fontsize=10)
         right.legend(fontsize=8)
         fig.suptitle(f"The forward Markov chain at step t = {t}")
         fig.tight_layout()
         return fig
 
-    return LivePlot(draw, {"t": t_slider})
+    def update(fig: Figure, t: int) -> None:
+        x_t = walk.states[ts.index(t)]
+        left, right = fig.axes
+        left.images[0].set_data(make_grid(x_t[:16], nrow=4))
+        left.set_title(f"x_{t}, reached one q_step at a time", fontsize=9)
+        _refill(right, x_t)
+        right.patches[0].set_label(f"pixels of x_{t}")
+        right.legend(fontsize=8)
+        fig._suptitle.set_text(f"The forward Markov chain at step t = {t}")
+
+    return LivePlot(draw, {"t": t_slider}, update=update)
 
 
 def plot_chain_vs_closed_form(
@@ -261,7 +331,7 @@ def plot_chain_vs_closed_form(
     ``chain_states`` / ``jump_states``: ``(K, B, ...)`` at steps ``ts`` (K of them).
     ``theory``: optional exact (mean, variance) for every t = 0..T.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 3.8))
     t_np = ts.numpy()
     for ax, stat, name in (
         (axes[0], lambda s: s.flatten(1).mean(dim=1), "mean"),
@@ -290,10 +360,18 @@ def plot_pixel_histograms(
     """Histograms of ONE pixel (many copies, start ``x0_value``) at the saved steps, both ways.
 
     The exact density of x_t given x_0 is N(sqrt(alpha_bar_t) x_0, 1 - alpha_bar_t) (Eq. 4).
+    At most three panels to a row (four make two rows of two), so the figure fits
+    :data:`FIGURE_WIDTH`.
     """
     ks = [k for k, t in enumerate(chain.ts) if int(t) > 0]
-    fig, axes = plt.subplots(1, len(ks), figsize=(3.2 * len(ks), 3.4), squeeze=False)
-    for ax, k in zip(axes[0], ks, strict=True):
+    rows = max(1, math.ceil(len(ks) / 3))
+    cols = max(1, math.ceil(len(ks) / rows))
+    width = min(4.0, FIGURE_WIDTH / cols)  # inches per panel
+    fig, grid = plt.subplots(rows, cols, figsize=(width * cols, 2.7 * rows + 0.5), squeeze=False)
+    axes = list(grid.flat)
+    for ax in axes[len(ks) :]:
+        ax.remove()  # the unused cells of the last row
+    for ax, k in zip(axes, ks, strict=False):
         t = int(chain.ts[k])
         ab = schedule.alpha_bars[t].item()
         mean, std = math.sqrt(ab) * x0_value, math.sqrt(1 - ab)
@@ -308,7 +386,7 @@ def plot_pixel_histograms(
         ax.set_title(f"t = {t}: N({mean:.2f}, {std:.2f}^2)", fontsize=10)
         ax.set_xlabel("pixel value x_t")
         ax.set_ylabel("density")
-    axes[0, 0].legend(fontsize=7)
+    axes[0].legend(fontsize=8)
     fig.suptitle(f"One pixel starting at x_0 = {x0_value:g}, many times: both ways, same law")
     fig.tight_layout()
     return fig
@@ -318,7 +396,7 @@ def plot_end_state(x_T: torch.Tensor, max_points: int = 20000) -> Figure:
     """Is x_T standard normal? Histogram vs density, a quantile-quantile plot, the KS distance."""
     values = x_T.detach().flatten().double()
     ks = ks_distance_to_normal(values)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 4))
     _hist_vs_normal(left, values, CHAIN, "pixels of x_T")
     left.set_xlabel("pixel value")
     left.set_ylabel("density")

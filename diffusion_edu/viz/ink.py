@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib import animation
+from matplotlib.axes import Axes
 from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
@@ -27,7 +28,7 @@ from diffusion_edu.physics import (
 )
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.viz.animation import animate_frames
-from diffusion_edu.viz.plots import INK_BLUE, square_axes
+from diffusion_edu.viz.plots import FIGURE_WIDTH, INK_BLUE, square_axes
 from diffusion_edu.viz.widgets import LivePlot, log_slider, play_button
 
 __all__ = [
@@ -50,16 +51,33 @@ def _square_limits(walk: RandomWalk) -> float:
     return max(1.0, 1.1 * spread)
 
 
+def _panel_grid(n: int, panel: tuple[float, float], max_cols: int = 4) -> tuple[Figure, list[Axes]]:
+    """``n`` panels of ``panel`` (width, height) inches, at most ``max_cols`` to a row.
+
+    Four panels of at most 2.35 inches keep a row within :data:`FIGURE_WIDTH`; more panels
+    wrap onto further rows (the unused cells of the last row are removed).
+    """
+    cols = max(1, min(n, max_cols))
+    rows = math.ceil(n / cols)
+    fig, grid = plt.subplots(
+        rows, cols, figsize=(panel[0] * cols, panel[1] * rows + 0.4), squeeze=False
+    )
+    axes = list(grid.flat)
+    for ax in axes[n:]:
+        ax.remove()
+    return fig, axes[:n]
+
+
 # ----------------------------------------------------------------------------- particles
 def plot_ink_drop(
     walk: RandomWalk, steps: Sequence[int], half_width: float | None = None
 ) -> Figure:
-    """The drop at a few times: one scatter panel per step (2-D walks)."""
+    """The drop at a few times: one scatter panel per step (2-D walks), four to a row."""
     if walk.positions.shape[-1] != 2:
         raise ValueError("plot_ink_drop draws 2-D walks (random_walk(..., dim=2)).")
     lim = half_width or _square_limits(walk)
-    fig, axes = plt.subplots(1, len(steps), figsize=(2.8 * len(steps), 3.2), squeeze=False)
-    for ax, step in zip(axes[0], steps, strict=True):
+    fig, axes = _panel_grid(len(steps), panel=(2.35, 2.75))
+    for ax, step in zip(axes, steps, strict=True):
         _draw_particles(ax, walk, step, lim)
         t = step * walk.dt
         ax.set_title(f"t = {t:g}\nstd = {math.sqrt(float(walk.variance()[step])):.2g}")
@@ -92,7 +110,7 @@ def ink_widget(walk: RandomWalk, max_D: float = 4.0) -> LivePlot:
 
     def draw(step: int, D: float) -> Figure:
         w = walk.with_D(D)
-        fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4))
+        fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 4))
         _draw_particles(left, w, step, lim)
         left.set_title(f"particles at t = {step * w.dt:g}")
         var = w.variance().numpy()
@@ -109,7 +127,19 @@ def ink_widget(walk: RandomWalk, max_D: float = 4.0) -> LivePlot:
         fig.tight_layout()
         return fig
 
-    return LivePlot(draw, {"step": step, "D": D}, extra=[play])
+    def update(fig: Figure, step: int, D: float) -> None:  # the same picture, new data
+        w = walk.with_D(D)
+        left, right = fig.axes
+        left.collections[0].set_offsets(w.positions[step].numpy())
+        left.set_title(f"particles at t = {step * w.dt:g}")
+        var = w.variance().numpy()
+        einstein, measured, now = right.lines[:3]
+        einstein.set_ydata(2 * D * times + var[0])
+        measured.set_data(times[: step + 1], var[: step + 1])
+        now.set_data([times[step]], [var[step]])
+        fig._suptitle.set_text(f"Ink drop, D = {D:.2g}")
+
+    return LivePlot(draw, {"step": step, "D": D}, extra=[play], update=update)
 
 
 def animate_ink(walk: RandomWalk, n_frames: int = 40, interval_ms: int = 100) -> str:
@@ -143,7 +173,7 @@ def animate_ink(walk: RandomWalk, n_frames: int = 40, interval_ms: int = 100) ->
 
 def plot_variance_growth(walk: RandomWalk, Ds: Sequence[float] = (0.5, 1.0, 2.0)) -> Figure:
     """Measured variance vs time for several D (left) and vs ``2 D t`` (right: one line)."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 4))
     times = walk.times.numpy()
     top = 0.0
     for D, colour in zip(Ds, plt.cm.viridis(np.linspace(0.1, 0.8, len(Ds))), strict=True):
@@ -170,11 +200,11 @@ def plot_variance_growth(walk: RandomWalk, Ds: Sequence[float] = (0.5, 1.0, 2.0)
 
 # ----------------------------------------------------------------------------- concentration
 def plot_concentration(fields: torch.Tensor, times: Sequence[float], dx: float = 1.0) -> Figure:
-    """The heat equation's 2-D concentration ``(K, H, W)`` at ``K`` times, one panel each."""
+    """The heat equation's 2-D concentration ``(K, H, W)`` at ``K`` times, four panels a row."""
     k, h, w = fields.shape
     extent = (-w / 2 * dx, w / 2 * dx, -h / 2 * dx, h / 2 * dx)
-    fig, axes = plt.subplots(1, k, figsize=(2.8 * k, 3.2), squeeze=False)
-    for ax, field, t in zip(axes[0], fields, times, strict=True):
+    fig, axes = _panel_grid(k, panel=(2.35, 2.75))
+    for ax, field, t in zip(axes, fields, times, strict=True):
         ax.imshow(
             field.numpy(), cmap="Blues", extent=extent, origin="lower",
             vmin=0, vmax=float(field.max()),
@@ -221,13 +251,19 @@ def plot_noise_walks(
     """One pixel, noised step after step: plain random walk vs DDPM's shrinking walk.
 
     ``plain`` and ``shrinking`` hold many copies of the same start value, shape
-    ``(K, N, ...)``. Left/middle: a few paths of each. Right: the variance over copies vs t,
-    measured (dots) and exact (lines, :func:`~diffusion_edu.physics.noise_walk_moments`).
+    ``(K, N, ...)``. Top row: ``n_paths`` paths of each, on the same y-axis, with limits that
+    hold every drawn path. Bottom: the variance over copies vs t, measured (dots) and exact
+    (lines, :func:`~diffusion_edu.physics.noise_walk_moments`). Two rows keep the figure 9.5
+    inches wide, so JupyterLab shows it at full size (about 950 pixels).
     """
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig = plt.figure(figsize=(9.5, 7.0))
+    grid = fig.add_gridspec(2, 2, height_ratios=(1, 0.9))
+    top_left = fig.add_subplot(grid[0, 0])
+    axes = [top_left, fig.add_subplot(grid[0, 1], sharey=top_left), fig.add_subplot(grid[1, :])]
     ts = plain.ts.numpy()
     start = plain.states[0].flatten()
     mean0, var0 = float(start.mean()), float(start.var()) if start.numel() > 1 else 0.0
+    highest = 3.0  # at least N(0, 1)'s +-3 standard deviations
     for ax, walk, colour, label in (
         (axes[0], plain, "#c0392b", "plain: x + sqrt(beta) eps"),
         (axes[1], shrinking, INK, "shrinking: sqrt(1 - beta) x + sqrt(beta) eps"),
@@ -238,9 +274,10 @@ def plot_noise_walks(
         ax.set_xlabel("step t")
         ax.set_ylabel("pixel value x_t")
         ax.set_title(label, fontsize=10)
-    ymax = max(abs(float(plain.states.flatten(1)[:, :n_paths].abs().max())), 3.0)
-    for ax in axes[:2]:
-        ax.set_ylim(-ymax, ymax)
+        ax.set_xlim(0, ts[-1])
+        highest = max(highest, float(np.abs(paths).max()))
+    axes[0].set_ylim(-1.08 * highest, 1.08 * highest)  # shared: every path of both walks fits
+    axes[1].tick_params(labelleft=True)
     ax = axes[2]
     all_t = np.arange(schedule.T + 1)
     for walk, colour, label, shrink in (
@@ -272,13 +309,39 @@ def noise_walk_widget(n_copies: int = 2000, T: int = 300, seed: int = 0) -> Live
     x0_slider = widgets.FloatSlider(value=1.0, min=-3.0, max=3.0, step=0.1, description="x_0")
     beta_slider = log_slider("beta", 0.02, -3, -0.5)
 
-    def draw(x0: float, beta: float) -> Figure:
+    def walks(x0: float, beta: float) -> tuple[NoiseWalk, NoiseWalk, NoiseSchedule]:
         schedule = NoiseSchedule.from_betas(torch.full((T,), beta, dtype=torch.float64))
         start = torch.full((n_copies, 1), x0)
         g = torch.Generator().manual_seed(seed)
         plain = noise_walk(start, schedule, shrink=False, generator=g)
         g = torch.Generator().manual_seed(seed)
         shrinking = noise_walk(start, schedule, shrink=True, generator=g)
-        return plot_noise_walks(plain, shrinking, schedule)
+        return plain, shrinking, schedule
 
-    return LivePlot(draw, {"x0": x0_slider, "beta": beta_slider})
+    def draw(x0: float, beta: float) -> Figure:
+        return plot_noise_walks(*walks(x0, beta))
+
+    def update(fig: Figure, x0: float, beta: float) -> None:
+        # The same picture as plot_noise_walks draws, with new data (a test checks they agree).
+        plain, shrinking, schedule = walks(x0, beta)
+        top_left, top_right, bottom = fig.axes[:3]
+        highest = 3.0
+        for ax, walk in ((top_left, plain), (top_right, shrinking)):
+            paths = walk.states.flatten(1)[:, : len(ax.lines) - 1].numpy()
+            for line, path in zip(ax.lines, paths.T, strict=False):
+                line.set_ydata(path)
+            highest = max(highest, float(np.abs(paths).max()))
+        top_left.set_ylim(-1.08 * highest, 1.08 * highest)
+        start = plain.states[0].flatten()
+        mean0, var0 = float(start.mean()), float(start.var()) if start.numel() > 1 else 0.0
+        lines = iter(bottom.lines)
+        for walk, shrink in ((plain, False), (shrinking, True)):
+            measured = walk.states.flatten(1).var(dim=1).numpy()
+            every = max(1, len(walk.ts) // 30)
+            next(lines).set_ydata(measured[::every])
+            next(lines).set_ydata(noise_walk_moments(schedule, mean0, var0, shrink=shrink)[1])
+        bottom.relim()
+        bottom.autoscale_view()
+        fig._suptitle.set_text(f"Noising one pixel (start x_0 = {mean0:.2g}) step after step")
+
+    return LivePlot(draw, {"x0": x0_slider, "beta": beta_slider}, update=update)

@@ -2,7 +2,8 @@
 lessons return.
 
 * :class:`LessonFigure`: a Figure that shows itself as a PNG in Jupyter whatever the backend.
-* :func:`figure_to_png`: a figure's PNG bytes (for ``ipywidgets.Image`` and ``_repr_png_``).
+* :func:`figure_to_png`: a figure's PNG bytes (for ``_repr_png_``); :func:`render_png`, the
+  quick version that widgets redraw with.
 * :func:`square_axes`: square axes with equal limits, for point clouds.
 * :func:`to_display`, :func:`make_grid`, :func:`show_images`: images in [-1, 1] on screen.
 * :func:`show_source`: the library's own code, shown in a lesson (read it, don't copy it).
@@ -27,8 +28,10 @@ __all__ = [
     "TEAL",
     "AMBER",
     "SLATE",
+    "FIGURE_WIDTH",
     "LessonFigure",
     "figure_to_png",
+    "render_png",
     "square_axes",
     "to_display",
     "make_grid",
@@ -43,12 +46,38 @@ RED = "#d1495b"
 TEAL = "#00798c"
 AMBER = "#edae49"
 SLATE = "#8d99ae"  # grey-blue: background, reference, data
+# Widest a lesson figure should be, in inches: at 100 dpi it fills JupyterLab's output area on a
+# laptop (about 930-950 px) without being shrunk, text and all (the browser tests check it).
+FIGURE_WIDTH = 9.5
 
 
 def figure_to_png(fig: Figure, **savefig_kwargs: object) -> bytes:
     """The PNG bytes of ``fig``; keyword arguments go to ``savefig`` (e.g. ``dpi=72``)."""
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", **savefig_kwargs)
+    return buffer.getvalue()
+
+
+def render_png(fig: Figure, dpi: float = 100) -> bytes:
+    """``fig`` as PNG bytes, quickly: for widgets that redraw on every slider move.
+
+    About 2.5x faster than ``savefig`` (measured on a 2-core CPU: 186 vs 473 ms for lesson 02's
+    figure; ``bench/widget_latency.py``): it draws once on the figure's own Agg canvas and
+    compresses lightly (zlib level 1: larger files, same pixels). No ``bbox_inches="tight"``:
+    the figure's own size is the picture's size, so it does not jump between redraws.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from PIL import Image
+
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    if fig.get_dpi() != dpi:
+        fig.set_dpi(dpi)
+    canvas.draw()
+    width, height = canvas.get_width_height()
+    buffer = io.BytesIO()
+    Image.frombuffer("RGBA", (width, height), canvas.buffer_rgba()).save(
+        buffer, format="PNG", compress_level=1
+    )
     return buffer.getvalue()
 
 

@@ -36,7 +36,7 @@ from diffusion_edu.viz.plots import (
     SLATE,
     TEAL,
     LessonFigure,
-    figure_to_png,
+    render_png,
     to_display,
 )
 from diffusion_edu.viz.widgets import WidgetView, log_slider
@@ -105,6 +105,7 @@ def _style_axes(ax_beta, ax_ab, ax_snr, T: int) -> None:  # noqa: ANN001
     )
     ax_snr.axhline(0.0, color=_GREY, lw=0.8)
     for ax in (ax_beta, ax_ab, ax_snr):
+        ax.title.set_fontsize(11)
         ax.set_xlim(0, T)
         ax.grid(alpha=0.25)
         ax.spines[["top", "right"]].set_visible(False)
@@ -124,7 +125,7 @@ def plot_schedule_comparison(
         NoiseSchedule.sigmoid(),
     ]
     T = max(s.T for s in schedules)
-    fig = LessonFigure(figsize=(13, 3.8), layout="constrained")
+    fig = LessonFigure(figsize=(9.5, 3.4), layout="constrained")  # JupyterLab's width
     ax_beta, ax_ab, ax_snr = fig.subplots(1, 3)
     _style_axes(ax_beta, ax_ab, ax_snr, T)
     first = summarize_schedule(schedules[0], threshold)
@@ -157,7 +158,7 @@ def plot_schedule_comparison(
             )
     ax_beta.set_yscale("log")
     ax_beta.set_ylabel(r"$\beta_t$ (log scale)")
-    ax_ab.legend(frameon=False)
+    ax_ab.legend(frameon=False, loc="lower left")
     fig.suptitle(f"Three noise schedules with T = {T}: how fast is the image destroyed?")
     return fig
 
@@ -175,7 +176,10 @@ def plot_noised_rows(
     image = _as_image(image)
     schedules = schedules or [NoiseSchedule.linear(), NoiseSchedule.cosine()]
     noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(seed))
-    fig = LessonFigure(figsize=(1.25 * n, 1.55 * len(schedules) + 0.5), layout="constrained")
+    side = min(1.25, 9.5 / n)  # inches per image: the row fits JupyterLab's 9.5-inch width
+    fig = LessonFigure(
+        figsize=(side * n, (side + 0.3) * len(schedules) + 0.5), layout="constrained"
+    )
     axes = fig.subplots(len(schedules), n, squeeze=False)
     for row, sched in zip(axes, schedules, strict=True):
         ts = evenly_spaced_timesteps(sched.T, n)
@@ -203,9 +207,15 @@ class ScheduleExplorer(WidgetView):
     Display it by leaving it as the last expression of a cell (or ``display(explorer.widget)``).
     ``explorer.update(kind="cosine", T=200)`` moves the sliders from code; ``redraw_times``
     holds how long each redraw took (seconds).
+
+    The figure is :data:`FIGURE_SIZE` inches at ``dpi`` (default 100: 950 x 480 pixels), and
+    the picture is shown at exactly that many pixels (narrower only in a narrower window), so
+    it is never stretched: JupyterLab's default output area is about 960 pixels wide.
     """
 
-    def __init__(self, image: torch.Tensor, n_images: int = 8, seed: int = 0, dpi: int = 72):
+    FIGURE_SIZE = (9.5, 4.8)  # inches; 9.5 fits JupyterLab's default width at 100 dpi
+
+    def __init__(self, image: torch.Tensor, n_images: int = 8, seed: int = 0, dpi: int = 100):
         self.image = _as_image(image)
         self.noise = torch.randn(self.image.shape, generator=torch.Generator().manual_seed(seed))
         self.n_images = n_images
@@ -237,7 +247,10 @@ class ScheduleExplorer(WidgetView):
             "sigmoid tau", 1.0, -1, 1, readout_format=".2f", style=style, layout=wide()
         )
         self.status = widgets.HTML()
-        self.image_widget = widgets.Image(format="png")
+        width_px = round(self.FIGURE_SIZE[0] * dpi)  # shown as rendered: one PNG pixel per pixel
+        self.image_widget = widgets.Image(
+            format="png", width=str(width_px), layout=widgets.Layout(max_width="100%")
+        )
         self._build_figure()
         for control in (self.kind, self.T, self.beta_start, self.beta_end, self.s, self.tau):
             control.observe(self._on_change, names="value")
@@ -253,12 +266,12 @@ class ScheduleExplorer(WidgetView):
     # -- figure, built once
     def _build_figure(self) -> None:
         n = self.n_images
-        fig = LessonFigure(figsize=(12.5, 6.2), dpi=self.dpi)
+        fig = LessonFigure(figsize=self.FIGURE_SIZE, dpi=self.dpi)
         top = fig.add_gridspec(
-            1, 3, left=0.065, right=0.985, top=0.88, bottom=0.47, wspace=0.3
+            1, 3, left=0.075, right=0.97, top=0.86, bottom=0.49, wspace=0.4
         )  # the three curves
         bottom = fig.add_gridspec(
-            1, n, left=0.065, right=0.985, top=0.33, bottom=0.02, wspace=0.08
+            1, n, left=0.075, right=0.97, top=0.3, bottom=0.0, wspace=0.08
         )  # the row of noised digits
         ax_beta, ax_ab, ax_snr = (fig.add_subplot(top[0, i]) for i in range(3))
         _style_axes(ax_beta, ax_ab, ax_snr, 1000)
@@ -387,7 +400,7 @@ class ScheduleExplorer(WidgetView):
             if t_half <= T
             else f"{kind} schedule, T={T}: log-SNR never reaches 0 (x_T is not pure noise!)"
         )
-        self.image_widget.value = figure_to_png(self.fig, dpi=self.dpi)
+        self.image_widget.value = render_png(self.fig, dpi=self.dpi)
         elapsed = time.perf_counter() - start
         self.redraw_times.append(elapsed)
         warn = (

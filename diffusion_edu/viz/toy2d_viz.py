@@ -18,7 +18,6 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from IPython.display import display
 from matplotlib import animation
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -41,10 +40,10 @@ from diffusion_edu.viz.plots import (
     SLATE,
     TEAL,
     LessonFigure,
-    figure_to_png,
+    render_png,
     square_axes,
 )
-from diffusion_edu.viz.widgets import LivePlot, WidgetView, log_slider
+from diffusion_edu.viz.widgets import FigureImage, LivePlot, WidgetView, log_slider
 
 __all__ = [
     "DATA_COLOUR",
@@ -72,11 +71,28 @@ SAMPLE_COLOUR = RED  # red: noisy points / generated samples
 CLASS_COLOURS = (TEAL, AMBER, INK_BLUE)  # class 0, 1, 2 of a labelled data set
 ARROW_CMAP = "viridis"
 LIM = 1.6
+PER_ROW = 3  # panels per row: three ~3-inch panels fill JupyterLab's ~9.5 inches legibly
 
 
 def _square(ax, lim: float = LIM) -> None:  # noqa: ANN001
     square_axes(ax, lim, "x[0]", "x[1]")
     ax.grid(alpha=0.2)
+
+
+def _grid_shape(n: int, per_row: int = PER_ROW) -> tuple[int, int]:
+    """Rows and columns for ``n`` panels: at most ``per_row`` a row, the rows as even as can be
+    (4 panels: 2 x 2, 5: 2 x 3 with one empty)."""
+    rows = math.ceil(n / per_row)
+    return rows, math.ceil(n / rows)
+
+
+def _panel_axes(fig: Figure, n: int, per_row: int = PER_ROW) -> list[Axes]:
+    """``n`` axes on a :func:`_grid_shape` grid, read like text (left to right, then the next
+    row); the grid's spare panels are hidden."""
+    axes = fig.subplots(*_grid_shape(n, per_row), squeeze=False).flatten()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return list(axes[:n])
 
 
 def plot_toy_data(data: torch.Tensor, title: str = "The data: 2-D points") -> Figure:
@@ -92,17 +108,21 @@ def plot_toy_data(data: torch.Tensor, title: str = "The data: 2-D points") -> Fi
 def plot_forward_2d(
     data: torch.Tensor, schedule: NoiseSchedule, ts: Sequence[int], seed: int = 0
 ) -> Figure:
-    """The forward process on the point cloud: x_t ~ q(x_t | x_0) at several t (DDPM Eq. 4)."""
+    """The forward process on the point cloud: x_t ~ q(x_t | x_0) at several t (DDPM Eq. 4).
+
+    At most three panels per row (read like text), so five t fit JupyterLab's width.
+    """
     noise = torch.randn(data.shape, generator=torch.Generator().manual_seed(seed))
-    fig = LessonFigure(figsize=(2.9 * len(ts), 3.2), layout="constrained")
-    axes = fig.subplots(1, len(ts), squeeze=False)[0]
+    rows, cols = _grid_shape(len(ts))
+    fig = LessonFigure(figsize=(2.9 * cols, 2.9 * rows + 0.4), layout="constrained")
+    axes = _panel_axes(fig, len(ts))
     for ax, t in zip(axes, ts, strict=True):
         x_t = q_sample(data, t, schedule, noise)
         ax.scatter(x_t[:, 0], x_t[:, 1], s=2, color=SAMPLE_COLOUR if t else DATA_COLOUR)
         _square(ax, 3.0)
         ab = schedule.alpha_bars[t].item()
         ax.set_title(f"t={t}  " + r"$\bar\alpha_t$" + f"={ab:.2f}")
-    fig.suptitle("Forward process: the ink drop spreads (x_0 on the left, x_T on the right)")
+    fig.suptitle("Forward process: the ink drop spreads (x_0 first, x_T last)")
     return fig
 
 
@@ -159,13 +179,16 @@ def plot_score_fields(
     """The learned score -eps_hat / sqrt(1 - alpha_bar_t) as arrows, at several t.
 
     Arrows show direction (unit length); colour shows log10 of the length. Grey: the data.
+    At most three panels per row, read like text (four t: 2 x 2), one colour bar for all.
     """
-    fig = LessonFigure(figsize=(3.3 * len(ts), 3.6), layout="constrained")
-    axes = fig.subplots(1, len(ts), squeeze=False)[0]
+    rows, cols = _grid_shape(len(ts))
+    side = min(3.3, 8.4 / cols)  # three a row: smaller panels, so the colour bar fits too
+    fig = LessonFigure(figsize=(side * cols + 0.9, side * rows + 0.4), layout="constrained")
+    axes = _panel_axes(fig, len(ts))
     for ax, t in zip(axes, ts, strict=True):
         q = _draw_field(ax, model, schedule, data, t)
         ax.set_title(f"t={t}  " + r"$\bar\alpha_t$" + f"={schedule.alpha_bars[t].item():.2f}")
-    fig.colorbar(q, ax=list(axes), shrink=0.8, label="log10 |score|")
+    fig.colorbar(q, ax=axes, shrink=0.8, label="log10 |score|")
     fig.suptitle(r"Learned score $-\hat\epsilon/\sqrt{1-\bar\alpha_t}$: which way is 'more data'?")
     return fig
 
@@ -189,7 +212,9 @@ class ScoreFieldExplorer(WidgetView):
             continuous_update=True,
             layout=widgets.Layout(width="480px"),
         )
-        self.image_widget = widgets.Image(format="png")
+        self.image_widget = widgets.Image(
+            format="png", width=str(round(5 * dpi)), layout=widgets.Layout(max_width="100%")
+        )  # shown at the size it is drawn at, never stretched
         self.fig = Figure(figsize=(5, 5), dpi=dpi, layout="constrained")
         self.ax = self.fig.subplots()
         self.quiver = _draw_field(self.ax, model, schedule, data, self.t.value)
@@ -209,7 +234,7 @@ class ScoreFieldExplorer(WidgetView):
         self.ax.set_title(
             f"score field at t={t} (" + r"$\bar\alpha_t$" + f"={ab:.2f}): arrows point to data"
         )
-        self.image_widget.value = figure_to_png(self.fig, dpi=self.dpi)
+        self.image_widget.value = render_png(self.fig, dpi=self.dpi)
         self.redraw_times.append(time.perf_counter() - start)
 
 
@@ -220,16 +245,21 @@ def _snapshot_indices(n_frames: int, k: int) -> list[int]:
 def plot_reverse_snapshots(
     xs: torch.Tensor, timesteps: Sequence[int], data: torch.Tensor, k: int = 6
 ) -> Figure:
-    """``k`` snapshots of the reverse process (``xs``: (S+1, B, 2), x_T first, x_0 last)."""
+    """``k`` snapshots of the reverse process (``xs``: (S+1, B, 2), x_T first, x_0 last).
+
+    At most three panels per row, read like text (left to right, then the next row), so six
+    snapshots fit JupyterLab's default width (9.5 inches) at a legible size.
+    """
     idx = _snapshot_indices(xs.shape[0], k)
-    fig = LessonFigure(figsize=(2.9 * len(idx), 3.2), layout="constrained")
-    axes = fig.subplots(1, len(idx), squeeze=False)[0]
+    rows, cols = _grid_shape(len(idx))
+    fig = LessonFigure(figsize=(3.1 * cols, 3.1 * rows + 0.4), layout="constrained")
+    axes = _panel_axes(fig, len(idx))  # an odd number of snapshots leaves the last one empty
     for ax, i in zip(axes, idx, strict=True):
         ax.scatter(data[:, 0], data[:, 1], s=2, color=DATA_COLOUR, alpha=0.35)
         ax.scatter(xs[i, :, 0], xs[i, :, 1], s=3, color=SAMPLE_COLOUR)
         _square(ax, 3.0)
         ax.set_title(f"t={timesteps[i]}")
-    fig.suptitle("Reverse process: iterative denoising from x_T (left) to x_0 (right)")
+    fig.suptitle("Reverse process: iterative denoising from x_T (first panel) to x_0 (last)")
     return fig
 
 
@@ -329,7 +359,7 @@ def plot_conditional_samples(
         _square(ax, 1.5)
         frac = _own_class_fraction(pts, label, data, labels)
         ax.set_title(f"prompt: label = {label}\n{frac:.0%} of samples land on class {label}")
-        ax.legend(loc="lower left", fontsize=7, frameon=False, markerscale=3)
+        ax.legend(loc="lower left", fontsize=8, frameon=False, markerscale=3)
     fig.suptitle(title)
     return fig
 
@@ -400,10 +430,11 @@ def plot_hyperparameter_sweep(sweep: HyperparameterSweep, data: torch.Tensor) ->
 
 
 def plot_sweep_losses(sweep: HyperparameterSweep, window: int = 20) -> Figure:
-    """Loss curves of a sweep: one panel per learning rate, one line per batch size
-    (moving average over ``window`` steps, faint raw curve behind)."""
-    fig = LessonFigure(figsize=(3.6 * len(sweep.lrs), 3.2), layout="constrained")
-    axes = fig.subplots(1, len(sweep.lrs), squeeze=False)[0]
+    """Loss curves of a sweep: one panel per learning rate (at most three a row), one line per
+    batch size (moving average over ``window`` steps, faint raw curve behind)."""
+    rows, cols = _grid_shape(len(sweep.lrs))
+    fig = LessonFigure(figsize=(3.1 * cols, 2.9 * rows + 0.3), layout="constrained")
+    axes = _panel_axes(fig, len(sweep.lrs))
     colours = (RED, INK_BLUE, TEAL, AMBER)
     for ax, lr in zip(axes, sweep.lrs, strict=True):
         for k, bs in enumerate(sweep.batch_sizes):
@@ -453,7 +484,8 @@ class HyperparameterTrainer(WidgetView):
 
     Pressing Train trains a fresh toy model for ``steps`` steps with those settings (seeded,
     so the same settings give the same result) and shows :func:`plot_toy_run`. Nothing is
-    trained until the button is pressed (or :meth:`train` is called).
+    trained until the button is pressed (or :meth:`train` is called): after a run, moving a
+    control makes the status line say that the picture is still the last run's.
     """
 
     def __init__(
@@ -478,15 +510,38 @@ class HyperparameterTrainer(WidgetView):
         self.button = widgets.Button(description=f"Train ({steps} steps)", button_style="primary")
         self.button.on_click(lambda _: self.train())
         self.status = widgets.Label("Choose settings and press Train.")
-        self.output = widgets.Output()
+        self.image = FigureImage()
         self.widget = widgets.VBox(
             [
                 widgets.HBox([self.lr, self.batch_size]),
                 widgets.HBox([self.schedule, self.T]),
                 widgets.HBox([self.button, self.status]),
-                self.output,
+                self.image.widget,
             ]
         )
+        self._done_message = ""
+        for control in (self.lr, self.batch_size, self.schedule, self.T):
+            control.observe(self._on_setting_change, names="value")
+
+    def _settings(self) -> tuple[float, int, str, int]:
+        return (self.lr.value, self.batch_size.value, self.schedule.value, self.T.value)
+
+    def _on_setting_change(self, change: object = None) -> None:
+        """After a run, say whether the picture still matches the controls (it changes only on
+        Train: training takes seconds, so it does not follow every click)."""
+        run = self.last_run
+        if run is None:  # nothing shown yet; the status already says to press Train
+            return
+        lr, batch_size, schedule, T = self._settings()
+        shown = (run.batch_size, run.schedule, run.T)
+        if math.isclose(lr, run.lr) and (batch_size, schedule, T) == shown:  # back to the run's
+            self.status.value = self._done_message
+        else:
+            self.status.value = (
+                f"press Train for lr={lr:.0e}, batch {batch_size}, {schedule}, T={T} "
+                f"(the picture is lr={run.lr:.0e}, batch {run.batch_size}, {run.schedule}, "
+                f"T={run.T})"
+            )
 
     def train(self) -> ToyRunResult:
         """Train with the controls' current values, show the result, and return it."""
@@ -503,11 +558,10 @@ class HyperparameterTrainer(WidgetView):
         )
         self.last_run = run
         self.last_figure = fig = plot_toy_run(run, self.data)
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(fig)
+        self.image.show(fig)
         d = "diverged" if not math.isfinite(run.distance) else f"{run.distance:.3f}"
-        self.status.value = f"done in {run.seconds:.1f} s; distance to data {d}"
+        self._done_message = f"done in {run.seconds:.1f} s; distance to data {d}"
+        self.status.value = self._done_message
         return run
 
 
@@ -524,7 +578,7 @@ def plot_data_quality(
     (e.g. a measurement) under each bottom title.
     """
     names = list(train_sets)
-    fig = LessonFigure(figsize=(3.6 * len(names), 7.4), layout="constrained")
+    fig = LessonFigure(figsize=(3.1 * len(names), 6.9), layout="constrained")
     axes = fig.subplots(2, len(names), squeeze=False)
     for j, name in enumerate(names):
         train = train_sets[name]

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import math
 
-import ipywidgets as widgets
 import torch
-from IPython.display import display
 from matplotlib.figure import Figure
 
 from diffusion_edu.loop import Trainer, TrainStep
@@ -16,7 +14,7 @@ from diffusion_edu.samplers import sample
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.training import min_snr_weight
 from diffusion_edu.viz.plots import LessonFigure, make_grid
-from diffusion_edu.viz.widgets import WidgetView
+from diffusion_edu.viz.widgets import FigureImage, WidgetView
 
 __all__ = ["TrainingMonitor", "plot_min_snr_weights", "plot_nearest_training_digits"]
 
@@ -43,7 +41,7 @@ class TrainingMonitor(WidgetView):
 
     Attributes:
         snapshots: ``(step, images)`` pairs, images ``(10, 1, 28, 28)`` in [-1, 1].
-        widget: the output area (display the monitor, or ``monitor.widget``).
+        widget: the picture (display the monitor, or ``monitor.widget``).
     """
 
     def __init__(
@@ -59,8 +57,8 @@ class TrainingMonitor(WidgetView):
         self.trainer, self.every = trainer, every
         self.sample_steps, self.guidance, self.seed = sample_steps, guidance, seed
         self.snapshots: list[tuple[int, torch.Tensor]] = []
-        self.output = widgets.Output()
-        self.widget = self.output
+        self.image = FigureImage()
+        self.widget = self.image.widget
 
     def snapshot(self) -> torch.Tensor:
         """Digits 0-9 from the current EMA weights (the model goes back to training after)."""
@@ -82,7 +80,7 @@ class TrainingMonitor(WidgetView):
     def figure(self) -> Figure:
         """Loss (per step and smoothed) on the left, one row of digits per snapshot on the right."""
         history = self.trainer.history
-        fig = LessonFigure(figsize=(11, 3.6))
+        fig = LessonFigure(figsize=(9.4, 3.6))
         ax_loss, ax_img = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.25]})
         if history:
             step, loss = [r.step for r in history], [r.loss for r in history]
@@ -112,10 +110,7 @@ class TrainingMonitor(WidgetView):
         return fig
 
     def redraw(self) -> None:
-        fig = self.figure()
-        with self.output:
-            self.output.clear_output(wait=True)
-            display(fig)
+        self.image.show(self.figure())
 
 
 def plot_min_snr_weights(schedule: NoiseSchedule, gamma: float = 5.0) -> Figure:
@@ -123,7 +118,7 @@ def plot_min_snr_weights(schedule: NoiseSchedule, gamma: float = 5.0) -> Figure:
     t = torch.arange(1, schedule.T + 1)
     snr = schedule.snr[1:]
     weight = min_snr_weight(snr, gamma)
-    fig = LessonFigure(figsize=(11, 3.4))
+    fig = LessonFigure(figsize=(9.4, 3.4))  # JupyterLab's width: shown at its own size
     ax1, ax2 = fig.subplots(1, 2)
     ax1.semilogy(t, snr, color="C0")
     ax1.axhline(gamma, color="C3", ls="--", lw=1, label=f"gamma = {gamma:g}")
@@ -149,7 +144,9 @@ def plot_nearest_training_digits(
     dist, idx = nearest_neighbour_distances(samples, train_images)  # (n, 1) each
     dist, idx = dist[:, 0], idx[:, 0]
     pairs = torch.cat([samples, train_images[idx].cpu()])  # (2n, 1, 28, 28)
-    fig = LessonFigure(figsize=(1.1 * len(samples), 2.8))
+    # At most JupyterLab's ~9.5 inches (wider is shrunk, text too); "constrained" lets the
+    # digits fill that width instead of the default margins.
+    fig = LessonFigure(figsize=(min(1.1 * len(samples), 9.4), 2.8), layout="constrained")
     ax = fig.subplots()
     ax.imshow(make_grid(pairs, nrow=len(samples)), cmap="gray", vmin=0, vmax=1)
     ax.set_yticks([15, 45], ["sample", "nearest\ntraining\ndigit"])
