@@ -67,7 +67,7 @@ def measure(
                 page.open()
                 print(f"  {lesson}: running all cells...", flush=True)
                 page.run_all()
-                for control, made in exercise_every_control(page, repeats=repeats):
+                for control, made in exercise_every_control(page, repeats=repeats, timeout_s=20):
                     key = (lesson, control["kind"], control["label"])
                     entry = {"median": median_or_none([r.seconds for r in made]), "n": len(made)}
                     if control["kind"] == "play":

@@ -494,7 +494,7 @@ def changes_for(control: dict) -> int:
 
 
 def exercise_every_control(
-    page: LessonPage, repeats: int = 1
+    page: LessonPage, repeats: int = 1, timeout_s: float = 120
 ) -> list[tuple[dict, list[Interaction]]]:
     """Change every widget control of the page: each ``max(repeats, changes_for(c))`` times.
 
@@ -516,7 +516,7 @@ def exercise_every_control(
             current = [c for c in page.controls() if key(c) == key(control)]
             if not current:  # hidden meanwhile by another control's change
                 break
-            made.append(page.interact(current[0], turn=turn))
+            made.append(page.interact(current[0], timeout_s=timeout_s, turn=turn))
             page.page.wait_for_timeout(300)  # let the page apply what came with the change
             for shown in [c for c in page.controls() if key(c) not in done]:
                 exercise(shown)
