@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
 
-from labdriver import (  # noqa: E402
+from labdriver import (  # noqa: E402  (the browser tests' driver)
     NOTEBOOKS,
     JupyterLabServer,
     LessonPage,
@@ -67,7 +67,7 @@ def measure(
                 page.open()
                 print(f"  {lesson}: running all cells...", flush=True)
                 page.run_all()
-                for control, made in exercise_every_control(page, repeats=repeats, timeout_s=20):
+                for control, made in exercise_every_control(page, repeats=repeats, timeout_s=10):
                     key = (lesson, control["kind"], control["label"])
                     entry = {"median": median_or_none([r.seconds for r in made]), "n": len(made)}
                     if control["kind"] == "play":

@@ -342,7 +342,7 @@ class LessonPage:
             const texts = [...area.querySelectorAll('div.widget-label, .widget-html-content')]
                 .filter(e => e.tagName !== 'LABEL')  // a Label widget, not a control's name
                 .map(e => e.textContent.trim())
-                .filter(t => !/^(drawing|preparing)/.test(t));
+                .map(t => (/^(drawing|preparing)/.test(t) ? '' : t));  // progress: no answer
             return JSON.stringify({imgs, texts});
         }"""
 
@@ -502,14 +502,14 @@ def exercise_every_control(
     parameter): those are exercised right then, while they are visible. Returns each control
     with its interactions, in the order they were made.
     """
-    done: set[tuple] = set()  # (cell, kind, label): a control can be drawn anew by its box
+    # (cell, kind, label) names a control: its box can draw it anew (a new DOM element)
+    known: set[tuple] = set()
     results: list[tuple[dict, list[Interaction]]] = []
 
     def key(control: dict) -> tuple:
         return (control["cell"], control["kind"], control["label"])
 
     def exercise(control: dict) -> None:
-        done.add(key(control))
         made: list[Interaction] = []
         results.append((control, made))
         for turn in range(max(repeats, changes_for(control))):
@@ -518,12 +518,15 @@ def exercise_every_control(
                 break
             made.append(page.interact(current[0], timeout_s=timeout_s, turn=turn))
             page.page.wait_for_timeout(300)  # let the page apply what came with the change
-            for shown in [c for c in page.controls() if key(c) not in done]:
-                exercise(shown)
+            shown = [c for c in page.controls() if key(c) not in known]  # revealed just now
+            known.update(key(c) for c in shown)
+            for new in shown:
+                exercise(new)
 
-    for control in page.controls():
-        if key(control) not in done:
-            exercise(control)
+    first = page.controls()
+    known.update(key(c) for c in first)
+    for control in first:
+        exercise(control)
     return results
 
 
