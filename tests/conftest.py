@@ -79,3 +79,20 @@ def assert_labelled() -> Callable[[Figure], None]:
         plt.close(fig)
 
     return check
+
+
+@pytest.fixture
+def shown_png_width() -> Callable[[Figure], int]:
+    """Pixel width of the PNG a notebook shows for a figure (dpi 100, ``bbox_inches="tight"``):
+    lesson figures must stay within JupyterLab's output area (about 934 px on a laptop)."""
+    import io
+    import struct
+
+    def width(fig: Figure) -> int:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", bbox_inches="tight", dpi=100)
+        png = buffer.getvalue()
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        return struct.unpack(">I", png[16:20])[0]  # IHDR: width, then height, big-endian
+
+    return width

@@ -2,14 +2,10 @@
 figure has a title and labelled axes, and moving a slider redraws without error (headless:
 MPLBACKEND=Agg, no kernel)."""
 
-import io
-import struct
-
 import matplotlib
 import matplotlib.pyplot as plt
 import pytest
 import torch
-from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from diffusion_edu.forward import q_sample
@@ -100,16 +96,9 @@ def test_forward_chain_widget_slider_redraws(digits, schedule, assert_labelled):
 
 
 # ----------------------------------------------------------------------------- layout
-def _tight_png_width(fig: Figure) -> int:
-    """Pixel width of the PNG the notebook shows: dpi 100, ``bbox_inches="tight"``."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", dpi=100)
-    png = buf.getvalue()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    return struct.unpack(">I", png[16:20])[0]  # IHDR: width, then height, big-endian
 
 
-def test_lesson02_and_03_figures_fit_jupyterlabs_output_width(digits, schedule):
+def test_lesson02_and_03_figures_fit_jupyterlabs_output_width(digits, schedule, shown_png_width):
     # JupyterLab at a common laptop width shows outputs about 934 px wide; a wider PNG is shrunk,
     # and its text with it. Each figure, at the lessons' sizes (ten digits, seven steps, four
     # histograms): <= 9.6 inches at dpi 100, <= 1000 px as displayed, every panel kept, no
@@ -164,7 +153,7 @@ def test_lesson02_and_03_figures_fit_jupyterlabs_output_width(digits, schedule):
     for name, (fig, panels) in figures.items():
         width_in, _ = fig.get_size_inches()
         assert width_in <= 9.6, f"{name}: {width_in:.2f} inches wide"
-        width_px = _tight_png_width(fig)
+        width_px = shown_png_width(fig)
         assert width_px <= 1000, f"{name}: the displayed PNG is {width_px} px wide"
         assert len(fig.axes) == panels, f"{name}: {len(fig.axes)} panels, expected {panels}"
         sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip()]

@@ -2,15 +2,11 @@
 and labelled axes, and moving a slider redraws without error (headless: MPLBACKEND=Agg, no
 kernel)."""
 
-import io
-import struct
-
 import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
-from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from diffusion_edu.physics import heat_equation, noise_walk, random_walk
@@ -118,16 +114,7 @@ def test_noise_walk_widget_in_place_matches_a_fresh_figure():
     assert live.last_figure._suptitle.get_text() == reference._suptitle.get_text()
 
 
-def _tight_png_width(fig: Figure) -> int:
-    """Pixel width of the PNG the notebook shows: dpi 100, ``bbox_inches="tight"``."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", bbox_inches="tight", dpi=100)
-    png = buf.getvalue()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    return struct.unpack(">I", png[16:20])[0]  # IHDR: width, then height, big-endian
-
-
-def test_lesson01_figures_fit_jupyterlabs_output_width(walk, schedule):
+def test_lesson01_figures_fit_jupyterlabs_output_width(walk, schedule, shown_png_width):
     # JupyterLab at a common laptop width shows outputs about 934 px wide; a wider PNG is shrunk,
     # and its text with it. Each figure: <= 9.6 inches at dpi 100, <= 1000 px as displayed,
     # every panel kept, no text under 8 pt.
@@ -154,7 +141,7 @@ def test_lesson01_figures_fit_jupyterlabs_output_width(walk, schedule):
     for name, (fig, panels) in figures.items():
         width_in, _ = fig.get_size_inches()
         assert width_in <= 9.6, f"{name}: {width_in:.2f} inches wide"
-        width_px = _tight_png_width(fig)
+        width_px = shown_png_width(fig)
         assert width_px <= 1000, f"{name}: the displayed PNG is {width_px} px wide"
         assert len(fig.axes) == panels, f"{name}: {len(fig.axes)} panels, expected {panels}"
         sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text().strip()]

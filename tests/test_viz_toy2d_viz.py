@@ -3,15 +3,11 @@ with titles and labels, and the explorers' and trainer's callbacks redraw withou
 
 from __future__ import annotations
 
-import io
-import struct
-
 import matplotlib
 
 matplotlib.use("Agg")
 
 import torch
-from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from diffusion_edu.models.toy_mlp import ToyMLPConfig, ToyNoisePredictor
@@ -165,14 +161,7 @@ def test_trainer_says_when_its_picture_no_longer_matches_the_settings() -> None:
     assert trainer.status.value.startswith("done in") and trainer.last_run.batch_size == 16
 
 
-def _tight_png_width(fig: Figure) -> int:
-    """Width in pixels of the PNG a notebook shows: ``bbox_inches="tight"`` at dpi 100."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=100)
-    return struct.unpack(">I", buffer.getvalue()[16:20])[0]  # IHDR: width, then height
-
-
-def test_every_lesson_figure_fits_jupyterlabs_width_with_legible_text() -> None:
+def test_every_lesson_figure_fits_jupyterlabs_width_with_legible_text(shown_png_width) -> None:
     # JupyterLab's output area is ~934 px wide at a laptop's width; a wider PNG is shrunk, its
     # text with it. Same panel counts as lesson 05, fewer points.
     torch.manual_seed(0)
@@ -203,7 +192,7 @@ def test_every_lesson_figure_fits_jupyterlabs_width_with_legible_text() -> None:
     }
     for name, fig in figures.items():
         assert fig.get_figwidth() <= 9.6, f"{name}: {fig.get_figwidth():.1f} in wide"
-        assert _tight_png_width(fig) <= 1000, f"{name}: {_tight_png_width(fig)} px wide"
+        assert shown_png_width(fig) <= 1000, f"{name}: {shown_png_width(fig)} px wide"
         if name == "plot_conditional_samples":
             continue  # its class legend is drawn at 7 pt (a known exception)
         sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text() and t.get_visible()]

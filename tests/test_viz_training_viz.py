@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import io
-import struct
-
 import pytest
 import torch
-from matplotlib.figure import Figure
 from matplotlib.text import Text
 
 from diffusion_edu import DiffusionLoss, NoiseSchedule, TensorBatches, TrainConfig, Trainer
@@ -81,14 +77,7 @@ def test_training_monitor_takes_six_snapshots_when_the_steps_do_not_divide_by_si
     assert [step for step, _ in monitor.snapshots] == [6, 12, 18, 24, 30, 32]
 
 
-def _tight_png_width(fig: Figure) -> int:
-    """Width in pixels of the PNG a notebook shows: ``bbox_inches="tight"`` at dpi 100."""
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=100)
-    return struct.unpack(">I", buffer.getvalue()[16:20])[0]  # IHDR: width, then height
-
-
-def test_lesson_figures_fit_jupyterlabs_width_with_legible_text() -> None:
+def test_lesson_figures_fit_jupyterlabs_width_with_legible_text(shown_png_width) -> None:
     # JupyterLab's output area is ~934 px wide at a laptop's width; a wider PNG is shrunk, its
     # text with it. Lesson 07's sizes: the full 1,000-step schedule, ten sample/copy pairs.
     train = torch.rand(20, 1, 28, 28) * 2 - 1
@@ -98,6 +87,6 @@ def test_lesson_figures_fit_jupyterlabs_width_with_legible_text() -> None:
     }
     for name, fig in figures.items():
         assert fig.get_figwidth() <= 9.6, f"{name}: {fig.get_figwidth():.1f} in wide"
-        assert _tight_png_width(fig) <= 1000, f"{name}: {_tight_png_width(fig)} px wide"
+        assert shown_png_width(fig) <= 1000, f"{name}: {shown_png_width(fig)} px wide"
         sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_text() and t.get_visible()]
         assert min(sizes) >= 8, f"{name}: a {min(sizes)} pt text"
