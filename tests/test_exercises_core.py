@@ -11,6 +11,7 @@ import torch
 from diffusion_edu.exercises.core import (
     CheckResult,
     call_student,
+    check_prediction,
     close,
     failed,
     first_matching_hint,
@@ -126,3 +127,27 @@ def test_every_checker_answers_stubs_crashes_and_non_functions_kindly(
     assert not result.ok and "ZeroDivisionError" in result.message
     assert str(result).startswith("NOT YET")
     assert "pass your function itself" in checker(None).message
+
+
+def test_check_prediction_accepts_an_answer_within_tolerance_and_says_why() -> None:
+    verdict = check_prediction("snr", 660, 675, rel=0.05, why="SNR falls with t.")
+    assert verdict.ok and "675" in verdict.message and verdict.message.endswith("SNR falls with t.")
+    assert not check_prediction("snr", 600, 675, rel=0.05).ok
+
+
+def test_check_prediction_names_the_slip_of_a_known_wrong_answer() -> None:
+    wrong = {"you forgot the square root.": 0.25}
+    verdict = check_prediction("std", 0.26, 0.5, wrong_answers=wrong)
+    assert not verdict.ok and verdict.message == "you forgot the square root."
+    high = check_prediction("std", 0.9, 0.5, wrong_answers=wrong)
+    assert not high.ok and "too high" in high.message
+    low = check_prediction("std", 0.1, 0.5, abs_tol=0.01)
+    assert not low.ok and "too low" in low.message
+
+
+@pytest.mark.parametrize("answer, message", [(..., "write your prediction first"),
+                                             (None, "write your prediction first"),
+                                             ("abc", "should be a number")])  # fmt: skip
+def test_check_prediction_asks_for_a_number(answer, message) -> None:  # noqa: ANN001
+    verdict = check_prediction("q", answer, 1.0)
+    assert not verdict.ok and message in verdict.message

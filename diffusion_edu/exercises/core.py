@@ -5,6 +5,9 @@
   becomes a friendly verdict instead of a traceback.
 * :func:`close`, :func:`first_matching_hint`: compare an answer with the right one and with
   the usual wrong ones, to name the slip.
+* :func:`check_prediction`: a predict-then-check question: the student writes a number down
+  *before* running the cell that measures it; the verdict names the slip behind a known wrong
+  answer.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ __all__ = [
     "call_student",
     "close",
     "first_matching_hint",
+    "check_prediction",
 ]
 
 
@@ -107,3 +111,40 @@ def first_matching_hint(
         if close(result, wrong, rtol=rtol, atol=atol):
             return hint
     return None
+
+
+def check_prediction(
+    exercise: str,
+    answer: float | None,
+    right: float,
+    *,
+    rel: float = 0.1,
+    abs_tol: float = 0.0,
+    wrong_answers: Mapping[str, float] | None = None,
+    why: str = "",
+) -> CheckResult:
+    """Check a predicted number against the measured (or derived) ``right`` one.
+
+    ``answer`` is within tolerance when ``|answer - right| <= max(rel * |right|, abs_tol)``.
+    A wrong answer close to one of ``wrong_answers`` (hint -> the value that slip gives, same
+    tolerance) gets that hint; any other gets "too high"/"too low". ``why`` is added to the
+    verdict either way, so the student learns the reason, not just the number.
+    """
+    if answer is None or answer is ...:
+        return failed(exercise, "write your prediction first (replace the `...` with a number).")
+    try:
+        value = float(answer)
+    except (TypeError, ValueError):
+        return failed(exercise, f"your prediction should be a number, got {answer!r}.")
+    tail = f" {why}" if why else ""
+
+    def near(a: float, b: float) -> bool:
+        return abs(a - b) <= max(rel * abs(b), abs_tol)
+
+    if near(value, right):
+        return passed(exercise, f"{value:.4g} is right (the answer is {right:.4g}).{tail}")
+    for hint, wrong in (wrong_answers or {}).items():
+        if near(value, wrong):
+            return failed(exercise, f"{hint}{tail}")
+    direction = "too high" if value > right else "too low"
+    return failed(exercise, f"{value:.4g} is {direction}: the answer is {right:.4g}.{tail}")
