@@ -16,9 +16,10 @@ DDPM, Algorithm 1 (Training), one step::
 * **Condition dropout** (Ho & Salimans 2022, "classifier-free guidance", Algorithm 1): a
   fraction of the conditions (labels, or a prompt's tokens) is replaced by the model's "no
   condition", so one model learns both p(x | c) and p(x), which guidance needs.
-* **Min-SNR loss weighting** (Hang et al. 2023; opt-in, ``min_snr_gamma``): nearly clean
-  images stop dominating the gradient. On the bundled digits it took 1,500 steps from 92% to
-  99% class agreement (docs/performance.md); the recipes in ``recipes.py`` use it.
+* **Min-SNR loss weighting** (Hang et al. 2023; opt-in, ``min_snr_gamma``): the timesteps'
+  conflicting gradients are balanced by capping each one's weight in x_0 terms at gamma. On
+  the bundled digits it took 1,500 steps from 92% to 99% class agreement
+  (docs/performance.md); the recipes in ``recipes.py`` use it.
 
 Train with the loop::
 
@@ -79,9 +80,14 @@ def drop_condition(
 def min_snr_weight(snr: torch.Tensor, gamma: float, target: Target = "eps") -> torch.Tensor:
     """Min-SNR-gamma weight of each example's error, for a model that predicts ``target``.
 
-    Hang et al. (2023), "Efficient Diffusion Training via Min-SNR Weighting Strategy": weight
-    the error *of the predicted x_0* by ``min(SNR_t, gamma)``. A ``target``-model's error is
-    that x_0 error scaled, so its own weight divides by the square of the scale:
+    Hang et al. (2023), "Efficient Diffusion Training via Min-SNR Weighting Strategy": the
+    timesteps are tasks whose gradients conflict, and training converges slowly; they balance
+    them by weighting the error *of the predicted x_0* by ``min(SNR_t, gamma)``. A
+    ``target``-model's error is that x_0 error scaled, so its own weight divides by the square
+    of the scale. For eps: ``x0 - x0_hat = (eps_hat - eps) / sqrt(SNR_t)``, so the eps loss is
+    SNR_t times the x_0 loss: plain DDPM already weights x_0 errors by SNR_t, without a cap,
+    and ``min(SNR, gamma) / SNR`` on the eps loss is the x_0 loss weighted by
+    ``min(SNR, gamma)``.
 
     * eps:  ``min(SNR, gamma) / SNR``        (1 where SNR <= gamma: noisy images keep full weight)
     * x0:   ``min(SNR, gamma)``
@@ -118,9 +124,11 @@ def diffusion_loss(
     flow target also builds x_t on its straight path instead of Eq. 4).
 
     ``min_snr_gamma > 0`` weights each example's error by :func:`min_snr_weight` ("Min-SNR",
-    Hang et al. 2023): the nearly clean timesteps (SNR above gamma), whose noise is easy to
-    find and matters little for the picture, stop dominating the gradient, and training
-    converges faster. 0 (the default) is plain DDPM.
+    Hang et al. 2023): the eps loss is SNR_t times the x_0 loss, so in x_0 terms plain DDPM
+    weights the nearly clean timesteps (large SNR) by SNR_t, without limit; Min-SNR caps that
+    weight at gamma, which balances the timesteps' conflicting gradients and makes training
+    converge faster. (The noise is not easy to find there: it is hardest at small t, where a
+    little noise hides in an almost clean image.) 0 (the default) is plain DDPM.
 
     The error is computed in float32 even when the model runs under bf16 autocast.
     """
@@ -153,7 +161,8 @@ class DiffusionLoss:
 
     Attributes:
         schedule: the noise schedule (the sampler must use the same one).
-        min_snr_gamma: Min-SNR loss weighting (:func:`min_snr_weight`); 0 = plain DDPM loss.
+        min_snr_gamma: Min-SNR loss weighting (:func:`min_snr_weight`: the x_0 loss weighted
+            by min(SNR, gamma), Hang et al. 2023); 0 = plain DDPM loss.
         cond_dropout: fraction of conditions replaced by "no condition" (classifier-free
             guidance); ignored for models without one.
     """

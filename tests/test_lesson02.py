@@ -47,3 +47,37 @@ def test_snr_hints(wrong, hint):
     result = check_snr(wrong)
     assert not result.ok
     assert hint in result.message
+
+
+# ----------------------------------------------------------------------------- prediction
+def test_digits_variance_is_measured_on_the_bundled_digits() -> None:
+    from diffusion_edu.data import load_mnist
+    from diffusion_edu.exercises.lesson02 import digits_variance
+
+    images = load_mnist("train", verbose=False).images
+    assert digits_variance() == pytest.approx(float(images.double().var()))
+    assert 0.3 < digits_variance() < 0.45  # far from the noise's 1: a convention, not a fact
+
+
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (1.0, "the noise's variance"),
+        (0.62, "standard deviation"),
+        (1 / 3, "spread evenly"),
+        (0.095, "in [0, 1]"),
+        (0.75, "too high"),
+        (..., "write your prediction first"),
+    ],
+)
+def test_digits_variance_prediction_names_the_slip(answer, hint: str) -> None:  # noqa: ANN001
+    from diffusion_edu.exercises.lesson02 import verify_digits_variance_prediction
+
+    result = verify_digits_variance_prediction(answer)
+    assert not result.ok and hint in result.message
+
+
+def test_digits_variance_prediction_passes_near_the_measured_value() -> None:
+    from diffusion_edu.exercises.lesson02 import digits_variance, verify_digits_variance_prediction
+
+    assert verify_digits_variance_prediction(round(digits_variance(), 2)).ok

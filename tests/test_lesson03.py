@@ -103,3 +103,37 @@ def test_q_step_hints(wrong, hint):
     result = check_q_step(wrong)
     assert not result.ok
     assert hint in result.message
+
+
+# ----------------------------------------------------------------------------- prediction
+def test_two_step_variance_matches_two_real_steps() -> None:
+    import torch
+
+    from diffusion_edu.exercises.lesson03 import verify_two_step_variance_prediction
+    from diffusion_edu.schedules import NoiseSchedule
+
+    schedule = NoiseSchedule([0.1, 0.2])
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(200_000)
+    for t in (1, 2):
+        x = q_step(x, t, schedule, torch.randn(x.shape, generator=g))
+    assert float(x.var()) == pytest.approx(0.28, rel=0.01)
+    assert verify_two_step_variance_prediction(0.28).ok
+
+
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        (0.3, "added the two betas"),
+        (0.72, "alpha_bar_2"),
+        (0.02, "do not multiply"),
+        (0.53, "standard deviation"),
+        (0.9, "too high"),
+        (None, "write your prediction first"),
+    ],
+)
+def test_two_step_variance_prediction_names_the_slip(answer, hint: str) -> None:  # noqa: ANN001
+    from diffusion_edu.exercises.lesson03 import verify_two_step_variance_prediction
+
+    result = verify_two_step_variance_prediction(answer)
+    assert not result.ok and hint in result.message

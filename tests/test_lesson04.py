@@ -37,3 +37,20 @@ def test_alpha_bar_hints() -> None:
         assert hint in result.message, (hint, result.message)
     result = check_alpha_bar(lambda b: torch.cumprod(torch.cat([2 * one(b), 1 - b]), 0))
     assert not result.ok and "alpha_bar[0] should be 1" in result.message
+
+
+# ----------------------------------------------------------------------------- prediction
+def test_snr_one_prediction_uses_the_cosine_crossing() -> None:
+    import pytest
+
+    from diffusion_edu.exercises.lesson04 import verify_snr_one_prediction
+
+    cosine = NoiseSchedule.cosine()
+    crossing = int((cosine.snr[1:] <= 1).nonzero()[0]) + 1
+    assert 450 < crossing < 550
+    assert verify_snr_one_prediction(crossing).ok and verify_snr_one_prediction(500).ok
+    for answer, hint in ((260, "LINEAR"), (1000, "far below 1"), (750, "too high"), (..., "first")):
+        result = verify_snr_one_prediction(answer)
+        assert not result.ok and hint in result.message, answer
+    with pytest.raises(AssertionError):
+        assert verify_snr_one_prediction(crossing + 100).ok

@@ -75,3 +75,101 @@ def test_copy_fraction_hints() -> None:
         result = check_copy_fraction(fn)
         assert not result.ok
         assert hint in result.message, (hint, result.message)
+
+
+# ----------------------------------------------------------------------------- DDPM's loss
+def test_diffusion_loss_solution_passes_and_equals_the_library() -> None:
+    from diffusion_edu.exercises.lesson05 import check_diffusion_loss, solution_diffusion_loss
+    from diffusion_edu.training import diffusion_loss
+
+    assert check_diffusion_loss(solution_diffusion_loss).ok
+    schedule = NoiseSchedule.cosine(T=100)
+    model = ToyModelForTest()
+    x0, eps = torch.randn(8, 2), torch.randn(8, 2)
+    t = torch.arange(1, 9)
+    torch.testing.assert_close(
+        solution_diffusion_loss(model, x0, t, eps, schedule),
+        diffusion_loss(model, x0, schedule, t=t, eps=eps),
+    )
+
+
+class ToyModelForTest(torch.nn.Module):
+    """eps_hat = tanh(x_t) * t / 100: depends on both inputs, no weights."""
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, labels: object = None) -> torch.Tensor:
+        return torch.tanh(x_t) * (t.to(x_t.dtype)[:, None] / 100)
+
+
+def _slip(x_t_of, target_of=None, reduce=None):  # noqa: ANN001, ANN202
+    def fn(model, x0, t, eps, schedule):  # noqa: ANN001, ANN202
+        ab = schedule.alpha_bars[t].float()[:, None]
+        x_t = x_t_of(ab, x0, eps)
+        err = ((target_of or (lambda x0, eps, x_t: eps))(x0, eps, x_t) - model(x_t, t)) ** 2
+        return (reduce or (lambda e: e.mean()))(err)
+
+    return fn
+
+
+def _good(ab, x0, eps):  # noqa: ANN001, ANN202
+    return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+
+
+@pytest.mark.parametrize(
+    ("fn", "hint"),
+    [
+        (_slip(lambda ab, x0, eps: ab * x0 + (1 - ab) * eps), "SQUARE ROOTS"),
+        (_slip(lambda ab, x0, eps: ab.sqrt() * x0 + (1 - ab) * eps), "not its variance"),
+        (_slip(lambda ab, x0, eps: ab * x0 + (1 - ab).sqrt() * eps), "not alpha_bar_t"),
+        (_slip(lambda ab, x0, eps: (1 - ab).sqrt() * x0 + ab.sqrt() * eps), "swapped"),
+        (_slip(_good, lambda x0, eps, x_t: x0), "not with x_0"),
+        (_slip(_good, lambda x0, eps, x_t: x_t), "not with x_t"),
+        (_slip(_good, reduce=lambda e: e.sum()), "you summed"),
+        (_slip(_good, reduce=lambda e: e.sum(1).mean()), "summed over the coordinates"),
+        (_slip(_good, reduce=lambda e: e.mean(1)), "one loss per example"),
+        (_slip(_good, reduce=lambda e: e), "every squared error"),
+        (_slip(_good, reduce=lambda e: e.sqrt().mean()), "SQUARED error"),
+        (
+            lambda m, x0, t, eps, s: (
+                (eps - m(_good(s.alpha_bars[t - 1].float()[:, None], x0, eps), t)) ** 2
+            ).mean(),
+            "no -1 needed",
+        ),
+        (
+            lambda m, x0, t, eps, s: ((eps - m(s.alpha_bars[t].sqrt() * x0, t)) ** 2).mean(),
+            "reshape the coefficient",
+        ),
+        (lambda m, x0, t, eps, s: None, "return"),
+        (_stub, "not written yet"),
+    ],
+)
+def test_diffusion_loss_checker_names_the_slip(fn, hint: str) -> None:  # noqa: ANN001
+    from diffusion_edu.exercises.lesson05 import check_diffusion_loss
+
+    result = check_diffusion_loss(fn)
+    assert not result.ok and hint in result.message, result.message
+
+
+def test_diffusion_loss_checker_accepts_float64_and_python_floats() -> None:
+    from diffusion_edu.exercises.lesson05 import check_diffusion_loss
+
+    assert check_diffusion_loss(_slip(lambda ab, x0, eps: _good(ab.double(), x0, eps))).ok
+    assert check_diffusion_loss(_slip(_good, reduce=lambda e: e.mean().item())).ok
+
+
+# ----------------------------------------------------------------------------- prediction
+@pytest.mark.parametrize(
+    ("choice", "ok", "hint"),
+    [
+        (1, True, "unconditional"),
+        (2, False, "that is w = 1"),
+        (3, False, "still denoises"),
+        (4, False, "NEGATIVE w"),
+        (7, False, "choose one of"),
+        (..., False, "write your prediction first"),
+    ],
+)
+def test_guidance_zero_prediction(choice, ok: bool, hint: str) -> None:  # noqa: ANN001
+    from diffusion_edu.exercises.lesson05 import verify_guidance_zero_prediction
+
+    result = verify_guidance_zero_prediction(choice)
+    assert result.ok is ok and hint in result.message

@@ -54,3 +54,34 @@ def test_unet2015_output_size_solution_and_hints() -> None:
         result = check_unet2015_output_size(fn)
         assert not result.ok
         assert hint in result.message, (hint, result.message)
+
+
+# ----------------------------------------------------------------------------- predictions
+def test_bottleneck_size_is_the_traced_middle_of_the_default_unet() -> None:
+    from diffusion_edu.exercises.lesson06 import bottleneck_size
+    from diffusion_edu.models.unet import UNetConfig
+
+    assert bottleneck_size() == (64, 7, 7)  # 32 x 2 channels, 28 halved twice
+    assert bottleneck_size(UNetConfig(channel_mults=(1, 2, 2, 2))) == (64, 4, 4)
+
+
+def test_prediction_checkers_pass_right_answers_and_name_slips() -> None:
+    from diffusion_edu.exercises.lesson06 import (
+        verify_bottleneck_prediction,
+        verify_channel_doubling_prediction,
+    )
+
+    assert verify_channel_doubling_prediction(4).ok
+    assert verify_bottleneck_prediction(3136).ok
+    for fn, answer, hint in (
+        (verify_channel_doubling_prediction, 2, "BOTH"),
+        (verify_channel_doubling_prediction, 8, "not three"),
+        (verify_channel_doubling_prediction, 6, "too high"),
+        (verify_bottleneck_prediction, 784, "input's pixel count"),
+        (verify_bottleneck_prediction, 49, "forgot the channels"),
+        (verify_bottleneck_prediction, 64, "forgot the positions"),
+        (verify_bottleneck_prediction, 12544, "halve the side twice"),
+        (verify_bottleneck_prediction, ..., "write your prediction first"),
+    ):
+        result = fn(answer)
+        assert not result.ok and hint in result.message, (answer, result.message)

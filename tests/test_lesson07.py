@@ -30,3 +30,22 @@ def test_min_snr_solution_passes_and_is_1_for_noisy_images() -> None:
 def test_min_snr_checker_names_the_mistake(wrong, hint: str) -> None:  # noqa: ANN001
     result = check_min_snr_weight(wrong)
     assert not result.ok and hint in result.message
+
+
+# ----------------------------------------------------------------------------- prediction
+@pytest.mark.parametrize(
+    ("answer", "ok", "hint"),
+    [
+        (0.1, True, "1 time in 10"),
+        (0.15, True, "measured: 12%"),
+        (0.92, False, "is about what w = 1"),
+        (1.0, False, "ignores the label"),
+        (0.5, False, "too high"),
+        (..., False, "write your prediction first"),
+    ],
+)
+def test_unguided_agreement_prediction(answer, ok: bool, hint: str) -> None:  # noqa: ANN001
+    from diffusion_edu.exercises.lesson07 import verify_unguided_agreement_prediction
+
+    result = verify_unguided_agreement_prediction(answer, measured=0.12, conditional=0.918)
+    assert result.ok is ok and hint in result.message, result.message

@@ -3,6 +3,8 @@
 * :func:`check_random_walk_variance`: the variance of a 1-D random walk after n steps.
 * :func:`check_diffusion_step`: one step of a particle's random walk with diffusion
   coefficient D.
+* :func:`verify_walk_variance_prediction`: predict-then-check: the variance of the plain and
+  of the shrinking noise walk after n steps of a constant beta (:func:`walk_variances`).
 
 Each checker runs the student's function on a few inputs, compares with the reference
 ``solution_*`` beside it, and, when they differ, recognises the usual slips to give a hint.
@@ -23,13 +25,17 @@ from diffusion_edu.exercises.core import (
     first_matching_hint,
     passed,
 )
+from diffusion_edu.exercises.core import check_prediction as _check_prediction
 from diffusion_edu.physics import random_walk_variance
+from diffusion_edu.schedules import NoiseSchedule
 
 __all__ = [
     "check_random_walk_variance",
     "solution_random_walk_variance",
     "check_diffusion_step",
     "solution_diffusion_step",
+    "walk_variances",
+    "verify_walk_variance_prediction",
 ]
 
 
@@ -119,3 +125,71 @@ def check_diffusion_step(
             name, hint or f"for D={D}, dt={dt} the result does not match x + sqrt(2 D dt) noise."
         )
     return passed(name, "yes: each coordinate moves by sqrt(2 D dt) * eps, so Var grows by 2 D dt.")
+
+
+# ----------------------------------------------------------------------------- prediction
+WALK_EXERCISE = "predict: walk variances"
+
+
+def walk_variances(beta: float = 0.01, n_steps: int = 100) -> tuple[float, float]:
+    """Variance after ``n_steps`` steps of constant ``beta`` from a fixed start: (plain, shrinking).
+
+    Plain walk ``x_t = x_{t-1} + sqrt(beta) eps``: variances add, ``n * beta``. Shrinking walk
+    ``x_t = sqrt(1 - beta) x_{t-1} + sqrt(beta) eps`` (DDPM Eq. 2): ``1 - alpha_bar_n`` with
+    ``alpha_bar_n = (1 - beta)^n`` (DDPM Eq. 4), read from a :class:`NoiseSchedule`.
+    """
+    schedule = NoiseSchedule([beta] * n_steps, name="constant")
+    plain = float(schedule.betas[1:].sum())
+    shrinking = float(1.0 - schedule.alpha_bars[n_steps])
+    return plain, shrinking
+
+
+def verify_walk_variance_prediction(
+    plain: float | None, shrinking: float | None, beta: float = 0.01, n_steps: int = 100
+) -> CheckResult:
+    """Predict-then-check: the two walks' variances after ``n_steps`` steps of ``beta``.
+
+    Both walks start at a fixed value (variance 0). The right answers come from
+    :func:`walk_variances`; the hints name the usual slips (adding standard deviations,
+    taking the shrinking walk's limit 1 for its value, giving the gap left to 1).
+    """
+    right_plain, right_shrinking = walk_variances(beta, n_steps)
+    gap = 1.0 - right_shrinking  # (1 - beta)^n: how much of the way to 1 is still left
+    verdict = _check_prediction(
+        WALK_EXERCISE,
+        plain,
+        right_plain,
+        rel=0.05,
+        wrong_answers={
+            f"plain walk: you added standard deviations ({n_steps} x sqrt(beta)); independent "
+            "steps add their VARIANCES.": n_steps * beta**0.5,
+            "plain walk: that is one step's variance; every step adds another beta.": beta,
+            "plain walk: that is the shrinking walk's value; the plain walk has no shrink to "
+            "slow it down.": right_shrinking,
+        },
+        why="Plain walk: independent steps, so the variances add: n x beta.",
+    )
+    if not verdict.ok:
+        return verdict
+    verdict = _check_prediction(
+        WALK_EXERCISE,
+        shrinking,
+        right_shrinking,
+        rel=0.05,
+        wrong_answers={
+            "shrinking walk: 1 is where it is heading, not where it is yet. Each step shrinks "
+            "the gap v_t - 1 by the factor (1 - beta), so after n steps a gap of "
+            f"(1 - beta)^n = {gap:.3f} is left.": 1.0,
+            "shrinking walk: that is the gap still left to 1, (1 - beta)^n; the variance is 1 "
+            "minus it.": gap,
+        },
+        why=f"Shrinking walk: v_n = 1 - (1 - beta)^n = {right_shrinking:.3f}. The shrink pulls "
+        "the variance towards 1 and it never passes it.",
+    )
+    if not verdict.ok:
+        return verdict
+    return passed(
+        WALK_EXERCISE,
+        f"both right: the plain walk reaches {right_plain:.3g} and keeps growing by beta per "
+        f"step; the shrinking walk reaches {right_shrinking:.3f} and can never pass 1.",
+    )

@@ -2,6 +2,8 @@
 
 * :func:`check_normalize`: map uint8 pixels 0..255 to floats in [-1, 1].
 * :func:`check_snr`: the signal-to-noise ratio of x_t from alpha_bar_t.
+* :func:`verify_digits_variance_prediction`: predict-then-check: the pixel variance of the
+  bundled digits in [-1, 1] (:func:`digits_variance`), which is not 1.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from collections.abc import Callable
 
 import torch
 
+from diffusion_edu.data import load_mnist
 from diffusion_edu.exercises.core import (
     CheckResult,
     call_student,
@@ -18,9 +21,17 @@ from diffusion_edu.exercises.core import (
     first_matching_hint,
     passed,
 )
+from diffusion_edu.exercises.core import check_prediction as _check_prediction
 from diffusion_edu.schedules import NoiseSchedule
 
-__all__ = ["check_normalize", "solution_normalize", "check_snr", "solution_snr"]
+__all__ = [
+    "check_normalize",
+    "solution_normalize",
+    "check_snr",
+    "solution_snr",
+    "digits_variance",
+    "verify_digits_variance_prediction",
+]
 
 
 # ----------------------------------------------------------------------------- exercise 1
@@ -126,4 +137,47 @@ def check_snr(fn: Callable[[torch.Tensor], torch.Tensor]) -> CheckResult:
     return failed(
         name,
         hint or "not quite: the signal's variance is alpha_bar, the noise's is 1 - alpha_bar.",
+    )
+
+
+# ----------------------------------------------------------------------------- prediction
+VARIANCE_EXERCISE = "predict: the digits' variance"
+
+
+def digits_variance() -> float:
+    """Variance of all pixels of the bundled training digits, scaled to [-1, 1]."""
+    return float(load_mnist("train", verbose=False).images.double().var())
+
+
+def verify_digits_variance_prediction(answer: float | None) -> CheckResult:
+    """Predict-then-check: the variance of the bundled digits' pixels in [-1, 1].
+
+    The right value is measured (:func:`digits_variance`); the hints name the usual slips: the
+    noise's variance 1 (the convention the SNR formula assumes), the standard deviation, a
+    uniform spread over [-1, 1], and the variance of [0, 1] pixels.
+    """
+    right = digits_variance()
+    images = load_mnist("train", verbose=False).images
+    background = float((images == -1.0).double().mean())  # pixels that were 0 on disk
+    return _check_prediction(
+        VARIANCE_EXERCISE,
+        answer,
+        right,
+        rel=0.1,
+        wrong_answers={
+            "1 is the noise's variance, and the convention the SNR formula takes for the data. "
+            "Scaling to [-1, 1] fixes the range, not the variance (it is not standardisation).": (
+                1.0
+            ),
+            "that is about the standard deviation; the variance is its square.": right**0.5,
+            "1/3 is the variance of values spread evenly over [-1, 1]. MNIST pixels are not: "
+            "most are background at -1, a few are ink near +1.": 1.0 / 3.0,
+            "that is the variance of the same pixels in [0, 1]; stretching them to [-1, 1] "
+            "doubles every distance, so the variance grows 4x.": right / 4.0,
+        },
+        why=f"The digits' pixel variance is {right:.2f}: {background:.0%} of the pixels are "
+        "background, exactly -1, so the spread is well below the noise's 1. "
+        "SNR(t) = alpha_bar_t / (1 - alpha_bar_t) takes the data's variance as 1 by "
+        "convention; for these digits the "
+        f"ratio of signal variance to noise variance is {right:.2f} x SNR(t).",
     )

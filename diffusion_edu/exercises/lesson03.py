@@ -2,6 +2,8 @@
 
 * :func:`check_q_step`: one step of the chain, x_{t-1} -> x_t (DDPM, Eq. 2).
 * :func:`check_q_sample`: the closed form, x_0 -> x_t in one jump (DDPM, Eq. 4).
+* :func:`verify_two_step_variance_prediction`: predict-then-check: the noise variance after
+  two steps with given alphas (the derivation of Eq. 4, done by hand).
 
 The student's functions take the library's arguments ``(x, t, schedule, noise)`` with ``t`` a
 Python int in 1..T (0 is also allowed for ``q_sample``) and must use the ``noise`` given.
@@ -21,10 +23,17 @@ from diffusion_edu.exercises.core import (
     first_matching_hint,
     passed,
 )
+from diffusion_edu.exercises.core import check_prediction as _check_prediction
 from diffusion_edu.forward import q_sample, q_step
 from diffusion_edu.schedules import NoiseSchedule
 
-__all__ = ["check_q_step", "solution_q_step", "check_q_sample", "solution_q_sample"]
+__all__ = [
+    "check_q_step",
+    "solution_q_step",
+    "check_q_sample",
+    "solution_q_sample",
+    "verify_two_step_variance_prediction",
+]
 
 StudentFn = Callable[[torch.Tensor, int, NoiseSchedule, torch.Tensor], torch.Tensor]
 
@@ -160,4 +169,41 @@ def check_q_sample(fn: StudentFn) -> CheckResult:
     return passed(
         name,
         "yes: t noisy steps in one jump, x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps.",
+    )
+
+
+# ----------------------------------------------------------------------------- prediction
+TWO_STEP_EXERCISE = "predict: two steps"
+
+
+def verify_two_step_variance_prediction(
+    answer: float | None, alpha_1: float = 0.9, alpha_2: float = 0.8
+) -> CheckResult:
+    """Predict-then-check: Var[x_2 | x_0] after two chain steps with ``alpha_1``, ``alpha_2``.
+
+    The right value is ``1 - alpha_bar_2`` of a two-step :class:`NoiseSchedule` (DDPM Eq. 4);
+    the hints name the usual slips: adding the betas (forgetting that step 2 shrinks step 1's
+    noise), giving alpha_bar_2 (the signal's share), multiplying the variances, the std.
+    """
+    beta_1, beta_2 = 1.0 - alpha_1, 1.0 - alpha_2
+    schedule = NoiseSchedule([beta_1, beta_2], name="two steps")
+    right = float(1.0 - schedule.alpha_bars[2])
+    return _check_prediction(
+        TWO_STEP_EXERCISE,
+        answer,
+        right,
+        rel=0.02,
+        wrong_answers={
+            "you added the two betas, but the second step also shrinks the first step's noise "
+            "by sqrt(alpha_2): that noise's variance counts alpha_2 x beta_1, not beta_1.": (
+                beta_1 + beta_2
+            ),
+            "that is alpha_1 x alpha_2 = alpha_bar_2, the share of x_0's variance left in x_2; "
+            "the noise's share is 1 minus it.": alpha_1 * alpha_2,
+            "independent noises add their variances; they do not multiply.": beta_1 * beta_2,
+            "that is the standard deviation; the variance is its square.": right**0.5,
+        },
+        why=f"x_2 = sqrt(alpha_2) (sqrt(alpha_1) x_0 + sqrt(beta_1) eps_1) + sqrt(beta_2) eps_2: "
+        f"the noise variance is alpha_2 beta_1 + beta_2 = {right:.2f} = 1 - alpha_1 alpha_2, "
+        "the closed form's 1 - alpha_bar_2.",
     )

@@ -3,6 +3,9 @@
 ``alpha_bar_t = prod_{s=1}^{t} (1 - beta_s)`` (DDPM, Eq. 4 and the line above it), with the
 course's convention that index 0 means "no noise": ``alpha_bar[0] = 1`` and the result has
 length ``T + 1``.
+
+:func:`verify_snr_one_prediction`: predict-then-check: the step at which the cosine schedule's
+SNR falls to 1 (log-SNR = 0).
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from diffusion_edu.exercises.core import (
     first_matching_hint,
     passed,
 )
-from diffusion_edu.schedules import NoiseSchedule
+from diffusion_edu.exercises.core import check_prediction as _check_prediction
+from diffusion_edu.schedules import NoiseSchedule, log_snr_zero_crossing
 
-__all__ = ["solution_alpha_bar", "check_alpha_bar"]
+__all__ = ["solution_alpha_bar", "check_alpha_bar", "verify_snr_one_prediction"]
 
 EXERCISE = "alpha_bar from betas"
 
@@ -93,3 +97,34 @@ def check_alpha_bar(student_fn: Callable[[torch.Tensor], torch.Tensor | None]) -
                 f"yours is {got[bad].item():.6g}.",
             )
     return passed(EXERCISE, "that is alpha_bar_t = prod (1 - beta_s), with alpha_bar_0 = 1.")
+
+
+# ----------------------------------------------------------------------------- prediction
+SNR_ONE_EXERCISE = "predict: SNR = 1"
+
+
+def verify_snr_one_prediction(answer: float | None, T: int = 1000) -> CheckResult:
+    """Predict-then-check: the first t at which the cosine schedule's SNR is <= 1.
+
+    The right value is :func:`~diffusion_edu.schedules.log_snr_zero_crossing` of
+    ``NoiseSchedule.cosine(T)``; answers within 5% of T pass. The hints name the linear
+    schedule's crossing and the end of the schedule.
+    """
+    right = log_snr_zero_crossing(NoiseSchedule.cosine(T))
+    linear = log_snr_zero_crossing(NoiseSchedule.linear(T))
+    return _check_prediction(
+        SNR_ONE_EXERCISE,
+        answer,
+        right,
+        rel=0.0,
+        abs_tol=0.05 * T,
+        wrong_answers={
+            f"{linear} is the LINEAR schedule's crossing; the cosine one keeps more signal for "
+            "longer.": linear,
+            "at t = T the SNR is far below 1 (pure noise); it reaches 1 well before the end.": T,
+        },
+        why="The cosine schedule sets alpha_bar_t ~ cos^2(angle) (Nichol & Dhariwal 2021, "
+        "Eq. 17) with the angle going from about 0 to pi/2 as t goes from 0 to T; SNR = 1 "
+        "means alpha_bar = 1/2, an angle of pi/4: half way, t close to T/2 (a little before, "
+        "because of the offset s).",
+    )

@@ -3,11 +3,17 @@
 A k x k convolution with padding p and stride s maps a side of n pixels to
 ``floor((n + 2p - k) / s) + 1`` (PyTorch's ``nn.Conv2d`` documentation, "Shape"). The 2015
 U-Net (Ronneberger et al.) uses unpadded 3x3 convolutions, so 572 px in gives 388 px out.
+
+Two predict-then-check questions on the library's diffusion U-Net: how the parameter count
+grows when ``base_channels`` doubles (:func:`verify_channel_doubling_prediction`), and how many
+numbers its bottleneck holds (:func:`bottleneck_size`, :func:`verify_bottleneck_prediction`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+
+import torch
 
 from diffusion_edu.exercises.core import (
     CheckResult,
@@ -16,6 +22,8 @@ from diffusion_edu.exercises.core import (
     first_matching_hint,
     passed,
 )
+from diffusion_edu.exercises.core import check_prediction as _check_prediction
+from diffusion_edu.models.unet import UNet, UNetConfig, count_parameters
 from diffusion_edu.models.unet2015 import conv_output_size, unet2015_stages
 
 __all__ = [
@@ -23,6 +31,9 @@ __all__ = [
     "check_conv_output_size",
     "solution_unet2015_output_size",
     "check_unet2015_output_size",
+    "verify_channel_doubling_prediction",
+    "bottleneck_size",
+    "verify_bottleneck_prediction",
 ]
 
 
@@ -141,4 +152,77 @@ def check_unet2015_output_size(student_fn: Callable[[int, int], int | None]) -> 
         exercise,
         "572 -> 388: unpadded convs eat 4 pixels per step, so the output is "
         "smaller than the input and the skips must be cropped.",
+    )
+
+
+# ----------------------------------------------------------------------------- predictions
+DOUBLING_EXERCISE = "predict: double the channels"
+
+
+def verify_channel_doubling_prediction(answer: float | None) -> CheckResult:
+    """Predict-then-check: parameters of ``UNetConfig(base_channels=64)`` over the default 32.
+
+    The right ratio is counted on the two real models (:func:`count_parameters`).
+    """
+    small = count_parameters(UNet(UNetConfig()))
+    big = count_parameters(UNet(UNetConfig(base_channels=64)))
+    right = big / small
+    return _check_prediction(
+        DOUBLING_EXERCISE,
+        answer,
+        right,
+        rel=0.1,
+        wrong_answers={
+            "the channels double, but a 3x3 convolution has 9 x C_in x C_out weights: BOTH "
+            "C_in and C_out double.": 2.0,
+            "a convolution's weights grow with C_in x C_out, two factors of 2, not three.": 8.0,
+        },
+        why=f"{small:,} -> {big:,} parameters: almost all of them sit in convolutions with "
+        "9 x C_in x C_out weights, which grow 4x; biases, norms and the time embedding's "
+        "input grow less, so the ratio is a little under 4.",
+    )
+
+
+def bottleneck_size(config: UNetConfig | None = None) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the U-Net's bottleneck (the output of its first middle block).
+
+    Measured with a forward hook on a real :class:`~diffusion_edu.models.unet.UNet` (default
+    :class:`UNetConfig`) run on one zero image.
+    """
+    config = config or UNetConfig()
+    model = UNet(config).eval()
+    shapes: list[tuple[int, ...]] = []
+    handle = model.mid1.register_forward_hook(lambda m, i, out: shapes.append(tuple(out.shape)))
+    x = torch.zeros(1, config.in_channels, config.image_size, config.image_size)  # (1, C, H, W)
+    labels = torch.zeros(1, dtype=torch.long) if config.num_classes else None
+    with torch.no_grad():
+        model(x, torch.ones(1, dtype=torch.long), labels)
+    handle.remove()
+    _, c, h, w = shapes[0]
+    return c, h, w
+
+
+BOTTLENECK_EXERCISE = "predict: the bottleneck"
+
+
+def verify_bottleneck_prediction(answer: float | None) -> CheckResult:
+    """Predict-then-check: how many numbers (C x H x W) the default U-Net's bottleneck holds."""
+    c, h, w = bottleneck_size()
+    right = c * h * w
+    size = UNetConfig().image_size
+    return _check_prediction(
+        BOTTLENECK_EXERCISE,
+        answer,
+        right,
+        rel=0.01,
+        wrong_answers={
+            f"{size * size} is the input's pixel count: the bottleneck is smaller in space but "
+            "has many channels.": size * size,
+            f"you forgot the channels: each of the {h}x{w} positions holds {c} numbers.": h * w,
+            f"you forgot the positions: {c} channels at each of {h}x{w} places.": c,
+            "two stride-2 convolutions halve the side twice: 28 -> 14 -> 7.": c * (2 * h) ** 2,
+        },
+        why=f"The bottleneck is {c} channels x {h} x {w} = {right:,} numbers, "
+        f"{right / (size * size):.0f}x the {size * size} pixels of the input: it is not too "
+        "small to hold the image.",
     )

@@ -2,6 +2,9 @@
 
 ``weight(t) = min(SNR_t, gamma) / SNR_t`` (Hang et al. 2023, eps-prediction form): 1 for
 noisy images (SNR <= gamma), gamma / SNR for nearly clean ones.
+
+:func:`verify_unguided_agreement_prediction`: predict-then-check: the share of digits the
+classifier reads as the requested one when they are sampled with guidance w = 0.
 """
 
 from __future__ import annotations
@@ -18,10 +21,15 @@ from diffusion_edu.exercises.core import (
     first_matching_hint,
     passed,
 )
+from diffusion_edu.exercises.core import check_prediction as _check_prediction
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.training import min_snr_weight
 
-__all__ = ["solution_min_snr_weight", "check_min_snr_weight"]
+__all__ = [
+    "solution_min_snr_weight",
+    "check_min_snr_weight",
+    "verify_unguided_agreement_prediction",
+]
 
 EXERCISE = "Min-SNR weight"
 
@@ -62,4 +70,35 @@ def check_min_snr_weight(student_fn: Callable[[torch.Tensor, float], torch.Tenso
     return passed(
         EXERCISE,
         "min(SNR, gamma) / SNR: noisy images count fully, nearly clean ones are turned down.",
+    )
+
+
+# ----------------------------------------------------------------------------- prediction
+UNGUIDED_EXERCISE = "predict: guidance w = 0 on digits"
+
+
+def verify_unguided_agreement_prediction(
+    answer: float | None, measured: float, conditional: float
+) -> CheckResult:
+    """Predict-then-check: class agreement of digits sampled with guidance w = 0.
+
+    ``measured`` is the agreement the lesson just measured at w = 0
+    (:func:`~diffusion_edu.metrics.class_agreement`); ``conditional`` the shipped model's
+    record at w = 1. Answers within 0.08 of ``measured`` pass (sampling noise of ~100 digits).
+    """
+    return _check_prediction(
+        UNGUIDED_EXERCISE,
+        answer,
+        measured,
+        rel=0.0,
+        abs_tol=0.08,
+        wrong_answers={
+            f"{conditional:.0%} is about what w = 1, plain conditional sampling, gives (the "
+            "shipped model's record); w = 0 drops the label's term.": conditional,
+            "w = 0 ignores the label altogether, so the requested digit comes up no more often "
+            "than any other.": 1.0,
+        },
+        why="With w = 0 the sampler uses only eps_uncond, the model's estimate with the label "
+        "hidden: it draws digits of every class, and the requested one comes up about 1 time "
+        f"in 10 (measured: {measured:.0%}).",
     )

@@ -303,8 +303,9 @@ def plot_noise_walks(
 def noise_walk_widget(n_copies: int = 2000, T: int = 300, seed: int = 0) -> LivePlot:
     """Sliders: the start value x_0 and a constant beta. Plain vs shrinking walk, side by side.
 
-    Whatever x_0 and beta you pick, the shrinking walk ends near N(0, 1); beta only changes how
-    fast. The plain walk's variance is ``t * beta``: it never stops growing.
+    Whatever x_0 and beta you pick, the shrinking walk heads for N(0, 1); beta only changes how
+    fast (with the smallest beta it is still on its way at step T). The plain walk's variance is
+    ``t * beta``: it never stops growing.
     """
     x0_slider = widgets.FloatSlider(value=1.0, min=-3.0, max=3.0, step=0.1, description="x_0")
     beta_slider = log_slider("beta", 0.02, -3, -0.5)
