@@ -32,13 +32,19 @@ Typical use::
 
 from __future__ import annotations
 
+import json
 import math
 import textwrap
-from dataclasses import dataclass, field
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from diffusion_edu.classifier import (
     MNISTClassifier,
@@ -47,7 +53,11 @@ from diffusion_edu.classifier import (
     classifier_predictions,
     load_classifier,
 )
-from diffusion_edu.data import load_bundled_mnist
+from diffusion_edu.data import data_dir, find_data_file, load_bundled_mnist
+from diffusion_edu.forward import q_sample
+from diffusion_edu.samplers import sample
+from diffusion_edu.schedules import NoiseSchedule
+from diffusion_edu.targets import prediction_of, split_prediction
 
 __all__ = [
     "reference_digits",
@@ -64,6 +74,15 @@ __all__ = [
     "stray_pixels",
     "QualityReport",
     "evaluate_samples",
+    "noise_error_timesteps",
+    "NoiseErrorCurve",
+    "noise_prediction_error",
+    "balanced_labels",
+    "SamplingCost",
+    "SamplingCostSweep",
+    "time_sampling",
+    "measure_sampling_cost",
+    "load_sampling_cost",
 ]
 
 
@@ -548,3 +567,369 @@ def evaluate_samples(
     if verbose:
         print(report.table())
     return report
+
+
+# ----------------------------------------------------------------------------- noise vs t
+
+
+def noise_error_timesteps(T: int, timesteps: Sequence[int] | None = None) -> list[int]:
+    """The timesteps of a noise-prediction-error curve: ``timesteps`` checked (whole numbers in
+    1..T) and sorted, or by default a set dense at small t, where the curve changes fastest
+    (1, and 0.2%, 0.5%, 1%, 2%, 5% of T), then every 10% of T."""
+    if isinstance(T, bool) or not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be a whole number >= 1, got {T!r}.")
+    if timesteps is None:
+        fractions = (0.002, 0.005, 0.01, 0.02, 0.05) + tuple(k / 10 for k in range(1, 11))
+        return sorted({1} | {min(T, max(1, round(T * f))) for f in fractions})
+    ts = list(timesteps)
+    if not ts or any(
+        isinstance(t, bool)
+        or not isinstance(t, int | torch.Tensor)
+        or int(t) != t
+        or not 1 <= t <= T
+        for t in ts
+    ):
+        raise ValueError(f"timesteps must be whole numbers in 1..T={T}, got {ts}.")
+    return sorted({int(t) for t in ts})
+
+
+@dataclass(frozen=True)
+class NoiseErrorCurve:
+    """How well a model finds the noise, at each noise level t.
+
+    Attributes:
+        timesteps: the t measured, increasing.
+        eps_mse: mean over images, noise draws and pixels of (eps_hat - eps)^2 at each t:
+            the plain DDPM loss (Ho et al. 2020, Eq. 14) restricted to that t. A model that
+            knows nothing scores 1 by answering 0 (eps ~ N(0, I) has variance 1).
+        x0_mse: the same for the clean image the prediction implies, (x0_hat - x0)^2.
+        snr: SNR(t) = alpha_bar_t / (1 - alpha_bar_t) at each t.
+        n: how many clean images (or points); repeats: noise draws per image and t.
+
+    For any model, x0_hat - x0 = -(eps_hat - eps) / sqrt(SNR) (invert Eq. 4), so
+    ``eps_mse = snr * x0_mse`` exactly: the eps loss *is* an x0 loss weighted by SNR(t). That
+    weight is huge for nearly clean images, which is why Min-SNR (Hang et al. 2023) caps it
+    at gamma: :meth:`min_snr_loss`.
+    """
+
+    timesteps: tuple[int, ...]
+    eps_mse: tuple[float, ...]
+    x0_mse: tuple[float, ...]
+    snr: tuple[float, ...]
+    n: int
+    repeats: int
+
+    def min_snr_loss(self, gamma: float = 5.0) -> tuple[float, ...]:
+        """The loss a Min-SNR-gamma model is trained on, per t: ``min(SNR, gamma) * x0_mse``
+        (= ``eps_mse * min(SNR, gamma) / SNR``, :func:`~diffusion_edu.training.min_snr_weight`;
+        Hang et al. 2023, Eq. 5-7 of "Efficient Diffusion Training via Min-SNR Weighting")."""
+        if not (math.isfinite(gamma) and gamma > 0):
+            raise ValueError(f"gamma must be a positive number, got {gamma!r}.")
+        return tuple(min(s, gamma) * e for s, e in zip(self.snr, self.x0_mse, strict=True))
+
+
+def _check_count(value: object, name: str, low: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}.")
+    return value
+
+
+@torch.no_grad()
+def noise_prediction_error(
+    model: Callable[..., torch.Tensor],
+    schedule: NoiseSchedule,
+    x0: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    timesteps: Sequence[int] | None = None,
+    repeats: int = 1,
+    seed: int = 0,
+    batch_size: int = 250,
+) -> NoiseErrorCurve:
+    """Where is the noise hard to predict? The model's eps error at each t, on real data.
+
+    For each t and each of ``repeats`` noise draws (the same draws at every t, so the
+    curve's shape is not sampling noise): eps ~ N(0, I), x_t = q_sample(x0, t, eps) (Eq. 4),
+    and the squared error of the model's eps_hat (any target: converted with
+    :func:`~diffusion_edu.targets.split_prediction`).
+
+    What to expect: at large t, x_t is almost all noise, so eps_hat ~= x_t is nearly right
+    and the error is tiny; at small t the noise is a faint speckle on a clean image and the
+    model must tell it apart from the image's own fine detail: the error is largest there.
+
+    Args:
+        model: ``(x_t, t, cond) -> prediction``, e.g. ``load_pretrained("mnist")[0]``.
+        schedule: the schedule it was trained with.
+        x0: (N, ...) clean data the model did not train on, e.g. the held-out digits
+            (:func:`reference_digits`).
+        labels: (N,) their classes for a class-conditional model (None: no condition).
+        timesteps: the t to measure, in 1..T (default :func:`noise_error_timesteps`).
+        repeats: noise draws per image and t.
+        seed: seeds the noise.
+        batch_size: images per model call.
+    """
+    if not isinstance(x0, torch.Tensor) or x0.ndim < 2 or x0.shape[0] < 1:
+        raise ValueError("x0 must be a tensor (N, ...) of clean data with N >= 1.")
+    ts = noise_error_timesteps(schedule.T, timesteps)
+    repeats = _check_count(repeats, "repeats")
+    batch_size = _check_count(batch_size, "batch_size")
+    if labels is not None:
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        if labels.shape != (x0.shape[0],):
+            raise ValueError(f"labels must have shape ({x0.shape[0]},), one per image.")
+    device = next(iter(model.parameters())).device if isinstance(model, nn.Module) else x0.device
+    target = prediction_of(model)
+    generator = torch.Generator().manual_seed(seed)
+    noises = [torch.randn(x0.shape, generator=generator) for _ in range(repeats)]  # (N, ...)
+    was_training = isinstance(model, nn.Module) and model.training
+    if isinstance(model, nn.Module):
+        model.eval()
+    eps_mse, x0_mse = [], []
+    try:
+        for t in ts:
+            eps_total = x0_total = 0.0
+            for noise in noises:
+                for start in range(0, x0.shape[0], batch_size):
+                    x0_b = x0[start : start + batch_size].to(device)  # (b, ...)
+                    eps_b = noise[start : start + batch_size].to(device, x0_b.dtype)
+                    t_b = torch.full((x0_b.shape[0],), t, dtype=torch.long, device=device)
+                    x_t = q_sample(x0_b, t_b, schedule, eps_b, check=False)
+                    cond = None if labels is None else labels[start : start + batch_size].to(device)
+                    pred = model(x_t, t_b, cond).to(x_t.dtype)
+                    x0_hat, eps_hat = split_prediction(pred, x_t, t_b, schedule, target)
+                    eps_total += float((eps_hat - eps_b).double().pow(2).sum())
+                    x0_total += float((x0_hat - x0_b).double().pow(2).sum())
+            count = repeats * x0.numel()
+            eps_mse.append(eps_total / count)
+            x0_mse.append(x0_total / count)
+    finally:
+        if was_training:
+            model.train()
+    return NoiseErrorCurve(
+        timesteps=tuple(ts),
+        eps_mse=tuple(eps_mse),
+        x0_mse=tuple(x0_mse),
+        snr=tuple(float(schedule.snr[t]) for t in ts),
+        n=int(x0.shape[0]),
+        repeats=repeats,
+    )
+
+
+# ----------------------------------------------------------------------------- cost of sampling
+SAMPLING_COST_FILE = "results/sampling_cost.json"  # under the data folder
+
+
+@dataclass(frozen=True)
+class SamplingCost:
+    """What one sampler at one step count costs, and what it buys (one seeded run).
+
+    Attributes:
+        sampler: ``"ddpm"``, ``"ddim"`` or ``"dpm-solver++"``. DDPM with fewer than T steps
+            is DDPM's ancestral step (posterior variance) over an evenly spaced subsequence
+            of timesteps, which is exactly DDIM with eta = 1 (Song et al. 2021, Eq. 16 and
+            Table 1's eta = 1 row): run as ``sampler="ddim", eta=1.0``.
+        steps: steps per image; model_calls: network evaluations per image (x2 with guidance).
+        n: images scored (balanced: n / 10 per digit); guidance: classifier-free scale.
+        eta: the noise of each step (0: deterministic; 1: DDPM).
+        seconds_per_image: wall-clock seconds per image.
+        class_agreement, frechet_distance, frechet_floor: as in :class:`QualityReport`
+            (Frechet distance against the 500 held-out digits; floor at the same n).
+        frechet_floor_low, frechet_floor_high: the lowest and highest of the floor's draws:
+            how far sampling noise alone moves a Frechet distance at this n.
+    """
+
+    sampler: str
+    steps: int
+    n: int
+    guidance: float
+    eta: float
+    model_calls: int
+    seconds_per_image: float
+    class_agreement: float
+    frechet_distance: float
+    frechet_floor: float
+    frechet_floor_low: float
+    frechet_floor_high: float
+
+
+def balanced_labels(n: int, classes: int = 10) -> torch.Tensor:
+    """``n / classes`` of each class, in blocks: ``[0, 0, ..., 1, 1, ..., 9]`` (n, ) int64,
+    the labels the course's records sample (``scripts/make_pretrained.py``)."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < classes or n % classes:
+        raise ValueError(
+            f"n must be a positive multiple of {classes} (balanced labels), got {n!r}."
+        )
+    return torch.arange(classes).repeat_interleave(n // classes)
+
+
+def _sampler_run(
+    sampler: str, steps: int, T: int, eta: float | None
+) -> tuple[str, int | None, float]:
+    """``(sampler, steps, eta)`` to give :func:`sample` for a named run, checked. ``"ddpm"``
+    with fewer than T steps runs as DDIM with eta = 1 (see :class:`SamplingCost`)."""
+    if sampler not in ("ddpm", "ddim", "dpm-solver++"):
+        raise ValueError(f"sampler must be 'ddpm', 'ddim' or 'dpm-solver++', got {sampler!r}.")
+    _check_count(steps, "steps")
+    if steps > T:
+        raise ValueError(f"steps must be at most T={T}, got {steps}.")
+    if sampler == "ddpm":
+        if eta not in (None, 1.0):
+            raise ValueError("DDPM's steps have eta = 1 by definition; leave eta out.")
+        return ("ddpm", None, 1.0) if steps == T else ("ddim", steps, 1.0)
+    if sampler == "dpm-solver++" and eta not in (None, 0.0):
+        raise ValueError("DPM-Solver++(2M) is deterministic (eta = 0); leave eta out.")
+    return sampler, steps, 0.0 if eta is None else float(eta)
+
+
+def time_sampling(
+    model: Callable[..., torch.Tensor],
+    schedule: NoiseSchedule,
+    sampler: str,
+    steps: int,
+    n: int = 50,
+    guidance: float = 1.0,
+    eta: float | None = None,
+    repeats: int = 1,
+    seed: int = 0,
+) -> float:
+    """Seconds per image of drawing ``n`` digits (labels 0..9 in turn) in one batch: the
+    fastest of ``repeats`` runs, the one least disturbed by other work on the machine."""
+    run_sampler, run_steps, eta = _sampler_run(sampler, steps, schedule.T, eta)
+    labels = torch.arange(_check_count(n, "n")) % 10
+    best = math.inf
+    for _ in range(_check_count(repeats, "repeats")):
+        start = time.perf_counter()
+        sample(model, schedule, labels=labels, sampler=run_sampler, steps=run_steps,  # type: ignore[arg-type]
+               eta=eta, guidance=guidance, seed=seed, progress=False)  # fmt: skip
+        best = min(best, time.perf_counter() - start)
+    return best / n
+
+
+def measure_sampling_cost(
+    model: Callable[..., torch.Tensor],
+    schedule: NoiseSchedule,
+    sampler: str,
+    steps: int,
+    n: int = 500,
+    guidance: float = 1.0,
+    seed: int = 0,
+    eta: float | None = None,
+    *,
+    timing_n: int | None = None,
+    timing_repeats: int = 1,
+    classifier: MNISTClassifier | None = None,
+    progress: bool = False,
+) -> SamplingCost:
+    """Sample ``n`` class-balanced digits (:func:`balanced_labels`, seeded) and measure what
+    they cost and how good they are.
+
+    Quality by :func:`evaluate_samples` (class agreement, Frechet distance, its floor).
+    Time: by default the wall-clock time of drawing the ``n`` scored images in one batch;
+    with ``timing_n``, instead :func:`time_sampling` of ``timing_n`` images (the fastest of
+    ``timing_repeats`` runs).
+
+    Args:
+        sampler: ``"ddpm"`` (all T steps is DDPM's Algorithm 2; fewer is DDIM with eta = 1,
+            see :class:`SamplingCost`), ``"ddim"`` or ``"dpm-solver++"``.
+        steps: number of steps, 1..T.
+        eta: DDIM's noise (default 0; ``"ddpm"`` is always 1, ``"dpm-solver++"`` 0).
+    """
+    run_sampler, run_steps, eta = _sampler_run(sampler, steps, schedule.T, eta)
+    labels = balanced_labels(n)
+    if timing_n is not None:
+        _check_count(timing_n, "timing_n")
+    start = time.perf_counter()
+    images = sample(model, schedule, labels=labels, sampler=run_sampler, steps=run_steps,  # type: ignore[arg-type]
+                    eta=eta, guidance=guidance, seed=seed, progress=progress)  # fmt: skip
+    seconds_per_image = (time.perf_counter() - start) / n
+    if timing_n is not None:
+        seconds_per_image = time_sampling(
+            model, schedule, sampler, steps, timing_n, guidance, eta, timing_repeats, seed
+        )
+    report = evaluate_samples(images, labels, classifier=classifier, verbose=False)  # type: ignore[arg-type]
+    low, high = report.frechet_floor_range or (report.frechet_floor, report.frechet_floor)
+    return SamplingCost(
+        sampler=sampler,
+        steps=steps,
+        n=n,
+        guidance=float(guidance),
+        eta=eta,
+        model_calls=steps * (1 if guidance == 1.0 else 2),
+        seconds_per_image=seconds_per_image,
+        class_agreement=float(report.class_agreement),  # type: ignore[arg-type]
+        frechet_distance=report.frechet_distance,
+        frechet_floor=report.frechet_floor,
+        frechet_floor_low=low,
+        frechet_floor_high=high,
+    )
+
+
+@dataclass(frozen=True)
+class SamplingCostSweep:
+    """A recorded sweep of :func:`measure_sampling_cost` (``scripts/measure_sampling_cost.py``).
+
+    Attributes:
+        costs: one :class:`SamplingCost` per (sampler, steps).
+        command, machine, date, timing: how, where, when it was measured, and how the time
+            was taken.
+        n, guidance: the settings of every run.
+        notes: anything a reader needs to read the numbers right.
+    """
+
+    costs: tuple[SamplingCost, ...]
+    command: str
+    machine: str
+    date: str
+    timing: str
+    n: int
+    guidance: float
+    notes: tuple[str, ...] = ()
+
+    @property
+    def samplers(self) -> tuple[str, ...]:
+        """The samplers in the sweep, in order of first appearance."""
+        return tuple(dict.fromkeys(c.sampler for c in self.costs))
+
+    def of(self, sampler: str) -> tuple[SamplingCost, ...]:
+        """The runs of one sampler, by increasing steps."""
+        return tuple(sorted((c for c in self.costs if c.sampler == sampler), key=lambda c: c.steps))
+
+    def get(self, sampler: str, steps: int) -> SamplingCost:
+        """The run of ``sampler`` with ``steps`` steps."""
+        for c in self.costs:
+            if c.sampler == sampler and c.steps == steps:
+                return c
+        raise KeyError(f"no run of {sampler!r} with {steps} steps in this sweep.")
+
+    def to_json(self) -> dict[str, Any]:
+        """The sweep as the JSON object the results file holds."""
+        record = asdict(self)
+        record["costs"] = [asdict(c) for c in self.costs]
+        record["notes"] = list(self.notes)
+        return record
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> SamplingCostSweep:
+        fields = {k: record[k] for k in ("command", "machine", "date", "timing", "n", "guidance")}
+        costs = tuple(SamplingCost(**c) for c in record["costs"])
+        return cls(costs=costs, notes=tuple(record.get("notes", ())), **fields)
+
+
+def load_sampling_cost(path: str | Path | None = None) -> SamplingCostSweep:
+    """The recorded sweep of samplers and step counts on the shipped model (lesson 08).
+
+    Read from ``data/results/sampling_cost.json`` (found by the library's data helper), or
+    from ``path``; written by ``scripts/measure_sampling_cost.py``.
+    """
+    if path is None:
+        found = find_data_file(SAMPLING_COST_FILE)
+        if found is None:
+            raise FileNotFoundError(
+                f"{SAMPLING_COST_FILE} is not in {data_dir()}: restore it from the repository "
+                "or measure it again with scripts/measure_sampling_cost.py."
+            )
+        path = found
+    try:
+        record = json.loads(Path(path).read_text())
+        return SamplingCostSweep.from_json(record)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path}: not a sampling-cost results file ({error}).") from None

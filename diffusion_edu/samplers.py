@@ -1,4 +1,4 @@
-"""The reverse process: one DDPM step, one DDIM step, one Euler step, and a sampling loop.
+"""The reverse process: one DDPM, DDIM, DPM-Solver++ or Euler step, and one sampling loop.
 
 A sampler needs a trained network: any callable ``model(x_t, t, cond) -> prediction``. The
 samplers never import a concrete model, so a tiny MLP, the U-Net or a DiT all work. What the
@@ -18,9 +18,12 @@ code               meaning                                                 paper
 ``sigma``          standard deviation of the fresh noise added             sigma_t
 =================  ======================================================  ===============
 
-Which sampler for which model: ``"ddpm"`` and ``"ddim"`` for models on the diffusion path
-(eps, x0, v); ``"euler"`` for flow models, which live on the straight path of
+Which sampler for which model: ``"ddpm"``, ``"ddim"`` and ``"dpm-solver++"`` for models on the
+diffusion path (eps, x0, v); ``"euler"`` for flow models, which live on the straight path of
 :mod:`diffusion_edu.targets`.
+
+The same loop (:func:`sample_steps`) also starts part-way, from a noised real image:
+:func:`sdedit` ("img2img"). :func:`slerp` interpolates between two starting noises.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import torch
 from tqdm.auto import tqdm
 
 from diffusion_edu.device import cpu_threads, threads_for
-from diffusion_edu.forward import as_timesteps, check_same_shape, coef, q_posterior
+from diffusion_edu.forward import as_timesteps, check_same_shape, coef, q_posterior, q_sample
 from diffusion_edu.models.common import null_condition
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.targets import (
@@ -48,20 +51,23 @@ __all__ = [
     "DEFAULT_STEPS",
     "ddpm_step",
     "ddim_step",
+    "dpm_solver_pp_step",
     "euler_step",
     "ddim_timesteps",
     "sampling_timesteps",
     "plan_sampling",
     "sample",
     "sample_steps",
+    "sdedit",
+    "slerp",
     "SampleStep",
     "Trajectory",
 ]
 
 NoisePredictor = Callable[..., torch.Tensor]
-Sampler = Literal["ddpm", "ddim", "euler"]
-SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "euler")
-DEFAULT_STEPS = 50  # DDIM's and Euler's number of steps when none is given
+Sampler = Literal["ddpm", "ddim", "dpm-solver++", "euler"]
+SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpm-solver++", "euler")
+DEFAULT_STEPS = 50  # DDIM's, DPM-Solver++'s and Euler's number of steps when none is given
 
 
 def ddpm_step(
@@ -158,6 +164,98 @@ def ddim_step(
     return x_prev
 
 
+def dpm_solver_pp_step(
+    x0_hat: torch.Tensor,
+    x_t: torch.Tensor,
+    t: int | torch.Tensor,
+    t_prev: int | torch.Tensor,
+    schedule: NoiseSchedule,
+    x0_hat_last: torch.Tensor | None = None,
+    t_last: int | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """One DPM-Solver++(2M) step, x_t -> x_{t_prev}: Lu et al. 2022, "DPM-Solver++", Algorithm 2.
+
+    DDIM is a first-order solver of the probability-flow ODE. Written with the model's data
+    prediction x0_hat and the time variable lambda = log(alpha / sigma) (half the log-SNR),
+    the ODE's solution over one step is exact up to one integral of x0_hat over lambda
+    (Sec. 4.1). DDIM holds x0_hat constant across the step; DPM-Solver++(2M) lets it vary
+    linearly in lambda, taking the slope from the x0_hat of the step before (Sec. 4.2,
+    "multistep": no extra model call). First order -> second order: over a run of N steps
+    the error falls like 1/N^2 instead of 1/N (``tests/test_samplers.py`` measures both on
+    Gaussian data; on the shipped U-Net, whose clipped x0_hat is far from smooth, the gain
+    is small: docs/performance.md, "Issue 11").
+
+    =================  ==============================================  ===================
+    code               meaning                                          paper (Algorithm 2)
+    =================  ==============================================  ===================
+    ``t``              the current timestep                             t_{i-1}
+    ``t_prev``         the timestep to step to (smaller: less noise)     t_i
+    ``t_last``         the timestep of the step before (larger)         t_{i-2}
+    ``x0_hat``         the model's x_0 at (x_t, t)                      x_theta(x_{t_{i-1}})
+    ``x0_hat_last``    the model's x_0 one step earlier, at t_last      x_theta(x_{t_{i-2}})
+    ``alpha``          ``sqrt(alpha_bar)``                              alpha_t
+    ``sigma``          ``sqrt(1 - alpha_bar)``                          sigma_t
+    ``lam``            ``log(alpha / sigma) = log_snr / 2``             lambda_t
+    ``h``, ``h_last``  this step's and the last step's size in lambda   h_i, h_{i-1}
+    =================  ==============================================  ===================
+
+    1. h = lambda_{t_prev} - lambda_t
+    2. first order (``x0_hat_last=None``; Algorithm 2's first step):  D = x0_hat
+    3. second order (Algorithm 2's loop): r = h_last / h with h_last = lambda_t - lambda_{t_last},
+       D = (1 + 1 / (2 r)) x0_hat - 1 / (2 r) x0_hat_last
+    4. x_prev = (sigma_prev / sigma_t) x_t - alpha_prev (exp(-h) - 1) D
+
+    The first-order step is exactly DDIM with eta = 0: alpha_prev (1 - exp(-h)) =
+    alpha_prev - alpha_t sigma_prev / sigma_t, so x_prev = alpha_prev x0_hat + sigma_prev eps_hat.
+
+    The last step, to ``t_prev = 0`` (no noise: sigma = 0, lambda = infinity), is always first
+    order and returns x0_hat: there h is infinite, and so would be the linear extrapolation of
+    x0_hat. (The authors' code and diffusers' ``DPMSolverMultistepScheduler`` also drop to
+    first order at the end: ``lower_order_final``.)
+
+    ``t``, ``t_prev``, ``t_last`` are ints or LongTensors ``(B,)`` with ``t_last > t > t_prev``.
+    Clipping: pass an already clipped x0_hat (``sample_steps`` does with ``clip_x0``; the
+    paper's thresholding acts on x0_hat in the same way).
+    """
+    check_same_shape(x_t, x0_hat, "x_t", "x0_hat")
+    batch = x_t.shape[0]
+    t = as_timesteps(t, batch, schedule, low=1)
+    t_prev = as_timesteps(t_prev, batch, schedule, low=0, what="t_prev")
+    if (t_prev >= t).any():
+        raise ValueError(
+            f"t_prev must be smaller than t (sampling runs from T down to 0), "
+            f"got t={t.tolist()[:4]} and t_prev={t_prev.tolist()[:4]}."
+        )
+    if (x0_hat_last is None) != (t_last is None):
+        raise ValueError(
+            "give both x0_hat_last and t_last (second order) or neither (first order, = DDIM)."
+        )
+    alpha, sigma = schedule.sqrt_alpha_bars, schedule.sqrt_one_minus_alpha_bars
+    lam = schedule.log_snr / 2  # lambda_t = log(alpha_t / sigma_t); lam[0] = +inf
+    h = lam[t_prev] - lam[t]  # (B,) float64; +inf on the final step to t_prev = 0
+    D = x0_hat
+    if x0_hat_last is not None:
+        check_same_shape(x_t, x0_hat_last, "x_t", "x0_hat_last")
+        t_last = as_timesteps(t_last, batch, schedule, low=1, what="t_last")  # type: ignore[arg-type]
+        if (t_last <= t).any():
+            raise ValueError(
+                f"t_last (the step before) must be larger than t, got t_last="
+                f"{t_last.tolist()[:4]} and t={t.tolist()[:4]}."
+            )
+        h_last = lam[t] - lam[t_last]  # (B,)
+        half_over_r = torch.where(t_prev == 0, 0.0, h / (2 * h_last))  # 1 / (2 r); 0: first order
+        # D = (1 + 1/(2r)) x0_hat - 1/(2r) x0_hat_last
+        D = x0_hat + _per_sample(half_over_r, x_t) * (x0_hat - x0_hat_last)
+    sigma_ratio = _per_sample(sigma[t_prev] / sigma[t], x_t)  # 0 when t_prev = 0
+    one_minus_exp = _per_sample(alpha[t_prev] * -torch.expm1(-h), x_t)  # alpha_prev (1 - e^-h)
+    return sigma_ratio * x_t + one_minus_exp * D
+
+
+def _per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) float64 values as (B, 1, ...) in ``like``'s dtype and device, to broadcast."""
+    return values.to(device=like.device, dtype=like.dtype).view(-1, *([1] * (like.ndim - 1)))
+
+
 def euler_step(
     velocity: torch.Tensor,
     x_t: torch.Tensor,
@@ -185,36 +283,72 @@ def euler_step(
     return (1 - s_prev) * x0_hat + s_prev * eps_hat
 
 
-def ddim_timesteps(T: int, steps: int) -> list[int]:
-    """``steps + 1`` evenly spaced, strictly decreasing timesteps from T down to 0 (DDIM's tau)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or not (1 <= steps <= T):
-        raise ValueError(f"steps must be an integer in 1..T={T}, got {steps!r}.")
-    return torch.linspace(T, 0, steps + 1, dtype=torch.float64).round().long().tolist()
+def ddim_timesteps(T: int, steps: int, t_start: int | None = None) -> list[int]:
+    """``steps + 1`` evenly spaced, strictly decreasing timesteps from ``t_start`` (default T)
+    down to 0 (DDIM's tau, Sec. 4.2)."""
+    t_start = T if t_start is None else t_start
+    if isinstance(steps, bool) or not isinstance(steps, int) or not (1 <= steps <= t_start):
+        limit = f"T={T}" if t_start == T else f"t_start={t_start}"
+        raise ValueError(f"steps must be an integer in 1..{limit}, got {steps!r}.")
+    return torch.linspace(t_start, 0, steps + 1, dtype=torch.float64).round().long().tolist()
 
 
-def sampling_timesteps(sampler: str, T: int, steps: int | None = None) -> list[int]:
-    """The timesteps ``[T, ..., 0]`` a sampler visits; checks ``sampler`` and ``steps``.
+def _check_t_start(T: int, t_start: int | None) -> int:
+    if t_start is None:
+        return T
+    if isinstance(t_start, bool) or not isinstance(t_start, int) or not (1 <= t_start <= T):
+        raise ValueError(
+            f"t_start must be a whole number in 1..T={T} (the timestep the run starts from), "
+            f"got {t_start!r}."
+        )
+    return t_start
 
-    ``"ddpm"`` visits all T (DDPM's Algorithm 2); ``"ddim"`` and ``"euler"`` take ``steps``
-    evenly spaced ones (default :data:`DEFAULT_STEPS`, at most T).
+
+def sampling_timesteps(
+    sampler: str, T: int, steps: int | None = None, t_start: int | None = None
+) -> list[int]:
+    """The timesteps ``[t_start, ..., 0]`` a sampler visits; checks ``sampler`` and ``steps``.
+
+    ``t_start`` (default T: a full run from pure noise) starts part-way, as :func:`sdedit` does.
+    ``"ddpm"`` visits every timestep (DDPM's Algorithm 2); ``"ddim"``, ``"dpm-solver++"`` and
+    ``"euler"`` take ``steps`` evenly spaced ones: ``steps`` is the number of steps (model
+    evaluations, twice that with guidance) *this run* takes, at most ``t_start``. Its default
+    keeps the step size of a full run of :data:`DEFAULT_STEPS`: ``round(50 * t_start / T)``
+    steps (at least 1), so a run from ``t_start = T/2`` takes 25.
+
+    DPM-Solver++ uses the same evenly spaced timesteps as DDIM, so that a comparison at equal
+    steps compares the solvers alone. Spacing them evenly in log-SNR instead (the DPM-Solver
+    papers' other choice) gave the same class agreement and Frechet distance on the shipped
+    model (docs/performance.md, "Issue 11").
     """
     if sampler not in SAMPLERS:
         names = ", ".join(map(repr, SAMPLERS))
         raise ValueError(f"sampler must be one of {names}, got {sampler!r}.")
+    full = t_start is None or t_start == T
+    t_start = _check_t_start(T, t_start)
+    span = f"T={T}" if full else f"t_start={t_start}"
     if sampler == "ddpm":
-        if steps not in (None, T):
+        if steps not in (None, t_start):
             raise ValueError(
-                f"DDPM sampling takes all T={T} steps; got steps={steps}. For fewer steps use "
+                f"DDPM sampling takes all {span} steps; got steps={steps}. For fewer steps use "
                 "sampler='ddim' (eta=1.0 gives DDPM-like noise)."
             )
-        return list(range(T, -1, -1))
-    if steps is not None and not (isinstance(steps, int) and 1 <= steps <= T):
-        raise ValueError(f"steps must be a whole number in 1..T={T}, got {steps!r}.")
-    return ddim_timesteps(T, min(DEFAULT_STEPS, T) if steps is None else steps)
+        return list(range(t_start, -1, -1))
+    if steps is not None and not (
+        isinstance(steps, int) and not isinstance(steps, bool) and 1 <= steps <= t_start
+    ):
+        raise ValueError(f"steps must be a whole number in 1..{span}, got {steps!r}.")
+    if steps is None:
+        steps = max(1, round(min(DEFAULT_STEPS, T) * t_start / T))
+    return ddim_timesteps(T, steps, t_start)
 
 
 def plan_sampling(
-    model: NoisePredictor, T: int, sampler: str | None = None, steps: int | None = None
+    model: NoisePredictor,
+    T: int,
+    sampler: str | None = None,
+    steps: int | None = None,
+    t_start: int | None = None,
 ) -> tuple[Sampler, list[int]]:
     """``(sampler, timesteps)`` for this model: checks that they fit, with a clear error.
 
@@ -222,7 +356,7 @@ def plan_sampling(
     """
     prediction = prediction_of(model)
     sampler = sampler or ("euler" if prediction == "flow" else "ddpm")
-    timesteps = sampling_timesteps(sampler, T, steps)
+    timesteps = sampling_timesteps(sampler, T, steps, t_start)
     _check_sampler(sampler, prediction)
     return sampler, timesteps  # type: ignore[return-value]
 
@@ -236,7 +370,7 @@ def _check_sampler(sampler: str, prediction: str) -> None:
     if prediction != "flow" and sampler == "euler":
         raise ValueError(
             f"sampler='euler' follows a flow model's velocity, but this model predicts "
-            f"{prediction!r}: use sampler='ddim' or 'ddpm'."
+            f"{prediction!r}: use sampler='ddim', 'dpm-solver++' or 'ddpm'."
         )
 
 
@@ -255,11 +389,11 @@ class SampleStep:
 
 @dataclass(frozen=True)
 class Trajectory:
-    """What ``sample(..., return_trajectory=True)`` returns."""
+    """What ``sample(..., return_trajectory=True)`` (or ``sdedit``) returns."""
 
     images: torch.Tensor  # (B, C, H, W), final samples in [-1, 1]
-    timesteps: list[int]  # [T, ..., 0]: the timestep of each entry of xs
-    xs: torch.Tensor  # (S + 1, B, C, H, W): x_T, ..., x_0 on the CPU
+    timesteps: list[int]  # [T (or t_start), ..., 0]: the timestep of each entry of xs
+    xs: torch.Tensor  # (S + 1, B, C, H, W): x_T (or x_{t_start}), ..., x_0 on the CPU
     x0_hats: torch.Tensor  # (S, B, C, H, W): predicted x_0 at each step, on the CPU
 
 
@@ -299,18 +433,26 @@ def sample_steps(
     generator: torch.Generator | None = None,
     clip_x0: bool = True,
     progress: bool = False,
+    t_start: int | None = None,
 ) -> Iterator[SampleStep]:
     """Run the reverse process from ``x_T``, yielding a :class:`SampleStep` after every step.
 
     ``sampler="ddpm"`` takes all T steps (DDPM Algorithm 2, posterior variance);
     ``sampler="ddim"`` takes ``steps`` evenly spaced steps with DDIM's ``eta``;
+    ``sampler="dpm-solver++"`` takes ``steps`` DPM-Solver++(2M) steps (deterministic);
     ``sampler="euler"`` takes ``steps`` Euler steps along a flow model's velocity.
     None picks ``"ddpm"``, or ``"euler"`` for a flow model.
+
+    ``t_start`` (default T) starts part-way: ``x_T`` is then a noisy sample at ``t_start``
+    (what :func:`sdedit` passes), and ``steps`` counts the steps of this shorter run
+    (:func:`sampling_timesteps`).
     """
-    sampler, timesteps = plan_sampling(model, schedule.T, sampler, steps)
+    sampler, timesteps = plan_sampling(model, schedule.T, sampler, steps, t_start)
     prediction = prediction_of(model)
     batch = x_T.shape[0]
     x_t = x_T
+    x0_hat_last: torch.Tensor | None = None  # DPM-Solver++(2M)'s memory: the last x0_hat...
+    t_last: int | None = None  # ...and its timestep
     pairs = list(zip(timesteps[:-1], timesteps[1:], strict=True))
     for index, (t, t_prev) in enumerate(
         tqdm(pairs, desc=f"{sampler} sampling", disable=not progress)
@@ -319,16 +461,19 @@ def sample_steps(
         pred = _predict(model, x_t, t_batch, cond, guidance).to(x_t.dtype)
         x0_hat, eps_hat = split_prediction(pred, x_t, t_batch, schedule, prediction)
         noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
+        if clip_x0:
+            x0_hat = x0_hat.clamp(-1.0, 1.0)
         if sampler == "ddpm":
             x_prev = ddpm_step(eps_hat, x_t, t, schedule, noise=noise, clip_x0=clip_x0)
         elif sampler == "ddim":
             x_prev = ddim_step(
                 eps_hat, x_t, t, t_prev, schedule, eta=eta, noise=noise, clip_x0=clip_x0
             )
+        elif sampler == "dpm-solver++":  # x0_hat is already clipped, as the step expects
+            x_prev = dpm_solver_pp_step(x0_hat, x_t, t, t_prev, schedule, x0_hat_last, t_last)
+            x0_hat_last, t_last = x0_hat, t
         else:
             x_prev = euler_step(pred, x_t, t, t_prev, schedule.T, clip_x0=clip_x0)
-        if clip_x0:
-            x0_hat = x0_hat.clamp(-1.0, 1.0)
         yield SampleStep(index=index, t=t, t_prev=t_prev, x_t=x_t, x0_hat=x0_hat, x_prev=x_prev)
         x_t = x_prev
 
@@ -345,6 +490,86 @@ def _model_device(model: NoisePredictor) -> torch.device | None:
         for p in model.parameters():
             return p.device
     return None
+
+
+def _condition(
+    n: int | None, labels: Sequence[int] | torch.Tensor | None, cond: torch.Tensor | None
+) -> tuple[int | None, torch.Tensor | None]:
+    """``(n, cond)`` from ``labels`` or ``cond``, checked: one condition per image."""
+    if labels is not None and cond is not None:
+        raise ValueError("give labels=... or cond=..., not both (labels are a kind of cond).")
+    if labels is not None:
+        cond = torch.as_tensor(labels, dtype=torch.long)
+        if cond.ndim != 1:
+            raise ValueError(
+                f"labels must be a 1-D list of class ids, got shape {tuple(cond.shape)}."
+            )
+    if cond is not None:
+        if n is not None and n != cond.shape[0]:
+            raise ValueError(
+                f"n={n} but {cond.shape[0]} labels were given: give one label per image."
+            )
+        n = cond.shape[0]
+    return n, cond
+
+
+def _seeded_generator(device: torch.device, seed: int | None) -> torch.Generator:
+    generator = torch.Generator(device=device)
+    if seed is not None:
+        generator.manual_seed(seed)
+    else:
+        generator.seed()
+    return generator
+
+
+def _run(
+    model: NoisePredictor,
+    schedule: NoiseSchedule,
+    x_start: torch.Tensor,
+    cond: torch.Tensor | None,
+    sampler: Sampler | None,
+    steps: int | None,
+    eta: float,
+    guidance: float,
+    generator: torch.Generator,
+    clip_x0: bool,
+    progress: bool,
+    return_trajectory: bool,
+    t_start: int | None = None,
+) -> torch.Tensor | Trajectory:
+    """Run :func:`sample_steps` to the end (model in eval mode, the thread policy), collecting
+    the trajectory if asked: what :func:`sample` and :func:`sdedit` share."""
+    device = x_start.device
+    if cond is not None:
+        cond = cond.to(device)
+    was_training = isinstance(model, torch.nn.Module) and model.training
+    if isinstance(model, torch.nn.Module):
+        model.eval()
+    try:
+        with cpu_threads(threads_for(model, device)):  # the thread policy (device.py)
+            xs, x0_hats, timesteps = [x_start.cpu()], [], []
+            x = x_start
+            for step in sample_steps(
+                model, schedule, x_start, cond, sampler, steps, eta, guidance, generator,
+                clip_x0, progress, t_start,
+            ):  # fmt: skip
+                x = step.x_prev
+                if return_trajectory:
+                    timesteps.append(step.t)
+                    xs.append(x.cpu())
+                    x0_hats.append(step.x0_hat.cpu())
+    finally:
+        if was_training:
+            model.train()
+    images = x.clamp(-1.0, 1.0) if clip_x0 else x  # data in [-1, 1]; other data left as it is
+    if not return_trajectory:
+        return images
+    return Trajectory(
+        images=images,
+        timesteps=timesteps + [0],
+        xs=torch.stack(xs),  # (S + 1, B, C, H, W)
+        x0_hats=torch.stack(x0_hats),  # (S, B, C, H, W)
+    )
 
 
 @torch.no_grad()
@@ -372,8 +597,9 @@ def sample(
         schedule: the schedule the model was trained with.
         n: how many images (or give ``labels``/``cond``: one image per entry).
         labels: class labels for a class-conditional model, e.g. ``[0, 1, ..., 9]``.
-        sampler: ``"ddpm"`` (all T steps), ``"ddim"`` or ``"euler"`` (``steps`` steps, default
-            :data:`DEFAULT_STEPS`). None: ``"ddpm"``, or ``"euler"`` for a flow model.
+        sampler: ``"ddpm"`` (all T steps), ``"ddim"``, ``"dpm-solver++"`` or ``"euler"``
+            (``steps`` steps, default :data:`DEFAULT_STEPS`). None: ``"ddpm"``, or
+            ``"euler"`` for a flow model.
         eta: DDIM's noise level (0 = deterministic).
         guidance: classifier-free guidance scale w in
             ``eps = eps_uncond + w * (eps_cond - eps_uncond)``; 1.0 is plain conditional sampling.
@@ -391,20 +617,7 @@ def sample(
     Returns:
         ``(n, C, H, W)`` images (in [-1, 1] with ``clip_x0``), or a :class:`Trajectory`.
     """
-    if labels is not None and cond is not None:
-        raise ValueError("give labels=... or cond=..., not both (labels are a kind of cond).")
-    if labels is not None:
-        cond = torch.as_tensor(labels, dtype=torch.long)
-        if cond.ndim != 1:
-            raise ValueError(
-                f"labels must be a 1-D list of class ids, got shape {tuple(cond.shape)}."
-            )
-    if cond is not None:
-        if n is not None and n != cond.shape[0]:
-            raise ValueError(
-                f"n={n} but {cond.shape[0]} labels were given: give one label per image."
-            )
-        n = cond.shape[0]
+    n, cond = _condition(n, labels, cond)
     if n is None or isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"give n >= 1 (how many images) or a list of labels; got n={n!r}.")
     if guidance != 1.0 and cond is None:
@@ -418,39 +631,145 @@ def sample(
         if device is not None
         else (_model_device(model) or torch.device("cpu"))
     )
-    generator = torch.Generator(device=device)
-    if seed is not None:
-        generator.manual_seed(seed)
-    else:
-        generator.seed()
-    if cond is not None:
-        cond = cond.to(device)
-    was_training = isinstance(model, torch.nn.Module) and model.training
-    if isinstance(model, torch.nn.Module):
-        model.eval()
-    try:
-        with cpu_threads(threads_for(model, device)):  # the thread policy (device.py)
-            x_T = torch.randn((n, *shape), generator=generator, device=device)  # (B, C, H, W)
-            xs, x0_hats, timesteps = [x_T.cpu()], [], []
-            x = x_T
-            for step in sample_steps(
-                model, schedule, x_T, cond, sampler, steps, eta, guidance, generator, clip_x0,
-                progress,
-            ):  # fmt: skip
-                x = step.x_prev
-                if return_trajectory:
-                    timesteps.append(step.t)
-                    xs.append(x.cpu())
-                    x0_hats.append(step.x0_hat.cpu())
-    finally:
-        if was_training:
-            model.train()
-    images = x.clamp(-1.0, 1.0) if clip_x0 else x  # data in [-1, 1]; other data left as it is
-    if not return_trajectory:
-        return images
-    return Trajectory(
-        images=images,
-        timesteps=timesteps + [0],
-        xs=torch.stack(xs),  # (S + 1, B, C, H, W)
-        x0_hats=torch.stack(x0_hats),  # (S, B, C, H, W)
-    )
+    generator = _seeded_generator(device, seed)
+    x_T = torch.randn((n, *shape), generator=generator, device=device)  # (B, C, H, W)
+    return _run(
+        model, schedule, x_T, cond, sampler, steps, eta, guidance, generator, clip_x0, progress,
+        return_trajectory,
+    )  # fmt: skip
+
+
+@torch.no_grad()
+def sdedit(
+    model: NoisePredictor,
+    schedule: NoiseSchedule,
+    images: torch.Tensor,
+    t_start: int,
+    labels: Sequence[int] | torch.Tensor | None = None,
+    cond: torch.Tensor | None = None,
+    sampler: Sampler = "ddim",
+    steps: int | None = None,
+    eta: float = 0.0,
+    guidance: float = 1.0,
+    seed: int | None = None,
+    progress: bool = False,
+    return_trajectory: bool = False,
+    clip_x0: bool = True,
+) -> torch.Tensor | Trajectory:
+    """Start the reverse process from a noised real image: SDEdit (Meng et al. 2022), "img2img".
+
+    SDEdit, Sec. 3: perturb the guide image with the forward process (the SDE) up to
+    an intermediate time, then run the reverse process from there. The noise drowns the
+    image's fine detail but not its coarse layout, so the result is a realistic image that
+    keeps the guide's overall shape. ``t_start`` sets the trade-off: small keeps the image
+    (faithful), ``t_start = T`` ignores it (realistic, but a new image).
+
+    1. eps ~ N(0, I) (seeded);  x_{t_start} = sqrt(alpha_bar) images + sqrt(1 - alpha_bar) eps
+       (:func:`~diffusion_edu.q_sample`, DDPM Eq. 4)
+    2. the same loop as :func:`sample` (:func:`sample_steps` with ``t_start``), from t_start
+       down to 0.
+
+    The paper runs the stochastic reverse SDE (here ``sampler="ddpm"``, or ``"ddim"`` with
+    ``eta=1``); the default deterministic DDIM gives the same kind of result in fewer steps.
+
+    Args:
+        images: (B, C, H, W) the guides, in [-1, 1] (e.g. real digits or rough sketches).
+        t_start: 0..T. 0 returns the input unchanged (a copy): there is nothing to undo.
+        labels, cond: what to ask for (as in :func:`sample`), one per image.
+        steps: the steps *this* run takes from t_start to 0 (its cost in model calls), at
+            most t_start; default keeps the step size of a full 50-step run
+            (``round(50 * t_start / T)``). ``"ddpm"`` always takes all t_start steps.
+        seed: same seed -> the same noise and the same result.
+        Other arguments: as in :func:`sample`.
+
+    Returns:
+        (B, C, H, W) images (in [-1, 1] with ``clip_x0``), or a :class:`Trajectory` whose
+        ``timesteps`` run ``[t_start, ..., 0]``.
+    """
+    if not isinstance(images, torch.Tensor) or images.ndim < 2 or images.shape[0] < 1:
+        raise ValueError(
+            "images must be a tensor (B, C, H, W) of guide images with B >= 1, got "
+            f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}."
+        )
+    if isinstance(t_start, bool) or not isinstance(t_start, int) or not 0 <= t_start <= schedule.T:
+        raise ValueError(
+            f"t_start must be a whole number in 0..T={schedule.T} (how far to noise the images "
+            f"before denoising them), got {t_start!r}."
+        )
+    _, cond = _condition(images.shape[0], labels, cond)
+    if guidance != 1.0 and cond is None:
+        raise ValueError("classifier-free guidance needs labels: pass labels=... or guidance=1.0.")
+    if t_start > 0:  # check sampler and steps before any work
+        plan_sampling(model, schedule.T, sampler, steps, t_start)
+    device = _model_device(model) or images.device
+    images = images.to(device)
+    if t_start == 0:
+        out = images.clone()
+        if not return_trajectory:
+            return out
+        empty = images.new_zeros((0, *images.shape)).cpu()
+        return Trajectory(images=out, timesteps=[0], xs=out.cpu()[None], x0_hats=empty)
+    generator = _seeded_generator(device, seed)
+    noise = torch.randn(images.shape, generator=generator, device=device, dtype=images.dtype)
+    x_start = q_sample(images, t_start, schedule, noise)  # 1. (B, C, H, W) at t_start
+    return _run(
+        model, schedule, x_start, cond, sampler, steps, eta, guidance, generator, clip_x0,
+        progress, return_trajectory, t_start,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- noise
+def slerp(a: torch.Tensor, b: torch.Tensor, weight: float | torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between two batches of noise, per batch item (flattened).
+
+    Shoemake (1985), as White (2016, "Sampling Generative Networks") recommends for the
+    latents of generative models: with omega the angle between a and b,
+
+        slerp(a, b, w) = sin((1 - w) omega) / sin(omega) a + sin(w omega) / sin(omega) b
+
+    Why not lerp ``(1 - w) a + w b``? Gaussian noise in D dimensions lives on a thin shell:
+    its norm is almost always close to sqrt(D), and two draws are almost orthogonal. The
+    lerp midpoint of two such vectors has norm about sqrt(D) / sqrt(2) = 0.71 sqrt(D): a
+    noise the model never saw at t = T (too quiet), so the images in the middle of a lerp
+    fade. Slerp follows the shell: every point keeps a norm close to sqrt(D).
+
+    Args:
+        a, b: (B, ...) tensors of the same shape, e.g. two x_T batches; each item is
+            flattened to one vector.
+        weight: in [0, 1] (0 gives a, 1 gives b): a number, or a tensor (B,) with one
+            weight per item (e.g. a ``torch.linspace(0, 1, B)`` sweep between two
+            expanded noises).
+
+    Returns:
+        (B, ...) like ``a``. Where a and b are (nearly) parallel or opposite, the arc is not
+        defined and lerp is used.
+    """
+    if not isinstance(a, torch.Tensor) or not isinstance(b, torch.Tensor):
+        raise TypeError("a and b must be tensors (B, ...).")
+    check_same_shape(a, b, "a", "b")
+    if a.ndim < 1 or a.shape[0] < 1:
+        raise ValueError(f"a and b need a batch dimension first, (B, ...), got {tuple(a.shape)}.")
+    batch = a.shape[0]
+    w = torch.as_tensor(weight, dtype=torch.float64).detach().cpu()
+    if w.ndim == 0:
+        w = w.expand(batch)
+    elif w.shape != (batch,):
+        raise ValueError(
+            f"weight must be a number or a tensor of shape ({batch},), got shape {tuple(w.shape)}."
+        )
+    if not (torch.isfinite(w).all() and (w >= 0).all() and (w <= 1).all()):
+        raise ValueError(f"weight must lie in [0, 1] (0 gives a, 1 gives b), got {weight!r}.")
+    a_flat = a.reshape(batch, -1).to(torch.float64)  # (B, D)
+    b_flat = b.reshape(batch, -1).to(torch.float64)  # (B, D)
+    norms = a_flat.norm(dim=1) * b_flat.norm(dim=1)  # (B,)
+    if (norms == 0).any():
+        raise ValueError("slerp needs non-zero vectors: the angle to a zero vector is undefined.")
+    w = w.to(a_flat.device)
+    omega = ((a_flat * b_flat).sum(dim=1) / norms).clamp(-1.0, 1.0).acos()  # (B,) the angle
+    sin_omega = omega.sin()
+    flat = sin_omega < 1e-6  # parallel or opposite: fall back to lerp
+    safe = torch.where(flat, 1.0, sin_omega)
+    weight_a = torch.where(flat, 1 - w, ((1 - w) * omega).sin() / safe)  # (B,)
+    weight_b = torch.where(flat, w, (w * omega).sin() / safe)  # (B,)
+    out = weight_a[:, None] * a_flat + weight_b[:, None] * b_flat  # (B, D)
+    return out.reshape(a.shape).to(a.dtype)

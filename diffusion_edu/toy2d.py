@@ -20,6 +20,8 @@ point in the plane, so we can *see* the whole distribution and the model's field
   measure) and a grid of them over learning rate and batch size.
 * :func:`add_outliers`, :func:`fraction_within`, :func:`copy_fraction`: data quality and
   memorisation (garbage in, garbage out; too little data and the model copies it).
+* :func:`ideal_noise_prediction_error`: the noise-prediction error of the best possible
+  model at each t, from :func:`exact_score` (lesson 08).
 """
 
 from __future__ import annotations
@@ -34,8 +36,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from diffusion_edu.forward import as_timesteps, coef
+from diffusion_edu.forward import as_timesteps, coef, q_sample
 from diffusion_edu.loop import TensorBatches, TrainConfig, Trainer, TrainingDivergedError, TrainStep
+from diffusion_edu.metrics import NoiseErrorCurve, noise_error_timesteps
 from diffusion_edu.models.toy_mlp import ToyMLPConfig, ToyNoisePredictor
 from diffusion_edu.samplers import sample
 from diffusion_edu.schedules import NoiseSchedule, make_schedule
@@ -65,6 +68,7 @@ __all__ = [
     "add_outliers",
     "fraction_within",
     "copy_fraction",
+    "ideal_noise_prediction_error",
 ]
 
 ToyDataName = Literal["spiral", "moons"]
@@ -457,3 +461,54 @@ def copy_fraction(
     d_fresh = torch.cdist(fresh.float(), train.float()).min(dim=1).values
     tau = torch.quantile(d_fresh, percentile / 100.0).item()
     return fraction_within(samples, train, tau)
+
+
+# ----------------------------------------------------------------------------- the best possible
+@torch.no_grad()
+def ideal_noise_prediction_error(
+    data: torch.Tensor,
+    schedule: NoiseSchedule,
+    timesteps: Sequence[int] | None = None,
+    n: int = 2000,
+    seed: int = 0,
+) -> NoiseErrorCurve:
+    """The noise-prediction error of the *best possible* model of ``data``, at each t.
+
+    The data are taken as the distribution itself (N points, each with probability 1/N).
+    The best eps_hat in mean squared error is the posterior mean E[eps | x_t], which
+    :func:`exact_score` gives in closed form: eps_hat = -sqrt(1 - alpha_bar_t) * score
+    (:func:`eps_to_score` backwards). Its error is what no network can beat; a trained
+    model's curve (:func:`~diffusion_edu.metrics.noise_prediction_error`) lies above it.
+
+    ``n`` clean points are drawn from ``data`` (with replacement, seeded); each gets one noise
+    draw, the same at every t. Returns a :class:`~diffusion_edu.metrics.NoiseErrorCurve`
+    (timesteps default: :func:`~diffusion_edu.metrics.noise_error_timesteps`).
+    """
+    if not isinstance(data, torch.Tensor) or data.ndim != 2 or data.shape[0] < 1:
+        raise ValueError(f"data must be points (N, D) with N >= 1, got {_shape_of(data)}.")
+    _check_n(n)
+    ts = noise_error_timesteps(schedule.T, timesteps)
+    g = torch.Generator().manual_seed(seed)
+    data = data.to(torch.float64)
+    x0 = data[torch.randint(0, data.shape[0], (n,), generator=g)]  # (n, D)
+    eps = torch.randn(x0.shape, generator=g, dtype=torch.float64)  # (n, D)
+    eps_mse, x0_mse = [], []
+    for t in ts:
+        x_t = q_sample(x0, t, schedule, eps)
+        b = schedule.sqrt_one_minus_alpha_bars[t]
+        eps_hat = -b * exact_score(x_t, t, data, schedule)  # E[eps | x_t]
+        x0_hat = (x_t - b * eps_hat) / schedule.sqrt_alpha_bars[t]  # E[x0 | x_t]
+        eps_mse.append(float((eps_hat - eps).pow(2).mean()))
+        x0_mse.append(float((x0_hat - x0).pow(2).mean()))
+    return NoiseErrorCurve(
+        timesteps=tuple(ts),
+        eps_mse=tuple(eps_mse),
+        x0_mse=tuple(x0_mse),
+        snr=tuple(float(schedule.snr[t]) for t in ts),
+        n=n,
+        repeats=1,
+    )
+
+
+def _shape_of(x: object) -> str:
+    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__

@@ -237,6 +237,18 @@ def test_an_unwritable_output_folder_exits_2(
     assert "cannot write" in error_line(capsys)
 
 
+def test_sample_pretrained_with_dpm_solver_pp_in_10_steps(tmp_path: Path) -> None:
+    from diffusion_edu.metrics import class_agreement
+
+    out = tmp_path / "dpm.png"
+    assert main(["sample", "--pretrained", "mnist", "--labels", "0,1,2,3,4,5,6,7,8,9",
+                 "--sampler", "dpm-solver++", "--steps", "10", "--guidance", "2", "--seed", "0",
+                 "--nrow", "10", "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    grid = torch.from_numpy(plt.imread(out)[..., 0].copy())  # (32, 302) grey in [0, 1]
+    digits = torch.stack([grid[2:30, 2 + 30 * i : 30 + 30 * i] for i in range(10)])[:, None]
+    assert class_agreement(digits * 2 - 1, torch.arange(10)) >= 0.8
+
+
 def test_sample_argument_mistakes_are_explained(
     trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -9,12 +9,18 @@ measured in the same run. Everything is seeded and runs on the CPU.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
+from diffusion_edu import NoiseSchedule, load_pretrained, sample
 from diffusion_edu.data import augment
 from diffusion_edu.metrics import (
     QualityReport,
+    SamplingCost,
+    SamplingCostSweep,
+    balanced_labels,
     class_agreement,
     evaluate_samples,
     frechet_distance,
@@ -22,10 +28,15 @@ from diffusion_edu.metrics import (
     frechet_floor,
     frechet_floor_draws,
     gaussian_statistics,
+    load_sampling_cost,
+    measure_sampling_cost,
     memorisation_report,
+    noise_error_timesteps,
+    noise_prediction_error,
     reference_digits,
     stray_pixels,
 )
+from diffusion_edu.training import min_snr_weight
 
 
 @pytest.fixture(scope="module")
@@ -251,3 +262,174 @@ def test_stray_pixels_count_lone_dots_and_real_digits_have_almost_none(heldout) 
     assert stray_pixels(sprinkled).mean() > 30
     all_lit = torch.full((5, 1, 28, 28), -0.4)  # every pixel just above the threshold
     assert stray_pixels(all_lit).sum() == 0  # many lit pixels, none alone
+
+
+# ----------------------------------------------------------------------------- noise vs t
+
+
+@pytest.fixture(scope="module")
+def shipped() -> tuple[torch.nn.Module, NoiseSchedule]:
+    return load_pretrained("mnist")
+
+
+def test_shipped_model_finds_noise_hardest_at_small_t_and_easiest_near_T(shipped, heldout):
+    """Measured on all 500 held-out digits: 0.86 at t=1, 0.43 at t=10, 0.096 at t=100,
+    0.031 at t=500, 0.0006 at t=T. Here 100 digits, the same shape."""
+    model, schedule = shipped
+    images, labels = heldout
+    ts = (1, 10, 100, 500, 1000)
+    curve = noise_prediction_error(model, schedule, images[::5], labels[::5], ts, seed=0)
+    assert curve.timesteps == ts and curve.n == 100
+    assert all(a > b for a, b in zip(curve.eps_mse, curve.eps_mse[1:], strict=False))  # falls
+    assert 0.6 < curve.eps_mse[0] < 1.0 and curve.eps_mse[-1] < 0.01
+    # the identity behind Min-SNR: eps loss = SNR * x0 loss, for any model
+    for e, s, x in zip(curve.eps_mse, curve.snr, curve.x0_mse, strict=True):
+        assert e == pytest.approx(s * x, rel=1e-4)
+
+
+def test_noise_error_of_an_oracle_is_zero_and_of_a_zero_predictor_is_one():
+    schedule = NoiseSchedule.linear(T=100)
+    x0 = torch.rand(16, 1, 4, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    point = x0[:1]
+
+    def oracle(x_t, t, cond=None):  # knows x0 = the one image
+        ab = schedule.alpha_bars[t].to(x_t).view(-1, 1, 1, 1)
+        return (x_t - ab.sqrt() * point) / (1 - ab).sqrt()
+
+    curve = noise_prediction_error(oracle, schedule, point.expand(16, -1, -1, -1), repeats=2)
+    assert max(curve.eps_mse) < 1e-6 and curve.repeats == 2  # float32 rounding / sqrt(1 - ab)
+    zero = noise_prediction_error(lambda x, t, c=None: torch.zeros_like(x), schedule, x0,
+                                  repeats=4)  # fmt: skip
+    assert zero.eps_mse == pytest.approx([1.0] * len(zero.timesteps), abs=0.15)
+    # Min-SNR: min(SNR, gamma) * x0 error = eps error * the training loss's Min-SNR weight
+    capped = zero.min_snr_loss(gamma=5.0)
+    weights = min_snr_weight(torch.tensor(zero.snr, dtype=torch.float64), 5.0, "eps").tolist()
+    for c, e, w in zip(capped, zero.eps_mse, weights, strict=True):
+        assert c == pytest.approx(e * w, rel=1e-5)
+
+
+def test_noise_error_timesteps_default_is_dense_at_small_t():
+    assert noise_error_timesteps(1000) == [
+        1, 2, 5, 10, 20, 50, 100, 200, 300, 400, 500, 600, 700, 800, 900, 1000,
+    ]  # fmt: skip
+    assert noise_error_timesteps(10) == list(range(1, 11))
+    assert noise_error_timesteps(100, [50, 3, 3]) == [3, 50]
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(x0=torch.zeros(3)), r"x0 must be a tensor \(N, \.\.\.\)"),
+        (dict(timesteps=[0]), r"timesteps must be whole numbers in 1\.\.T=100"),
+        (dict(timesteps=[101]), r"1\.\.T=100"),
+        (dict(timesteps=[]), "whole numbers"),
+        (dict(repeats=0), "repeats must be a whole number >= 1"),
+        (dict(batch_size=0), "batch_size must be"),
+        (dict(labels=torch.zeros(3, dtype=torch.long)), r"labels must have shape \(4,\)"),
+    ],
+)
+def test_noise_error_bad_input_gives_a_clear_error(kwargs, match):
+    args = {"x0": torch.zeros(4, 1, 2, 2), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        noise_prediction_error(lambda x, t, c=None: x, NoiseSchedule.linear(T=100), **args)
+    with pytest.raises(ValueError, match="gamma must be a positive number"):
+        noise_prediction_error(
+            lambda x, t, c=None: x, NoiseSchedule.linear(T=100), torch.zeros(2, 1, 2, 2)
+        ).min_snr_loss(0.0)
+
+
+# ----------------------------------------------------------------------------- cost of sampling
+
+
+def test_measure_sampling_cost_scores_a_tiny_model_and_counts_model_calls(tiny_unet, one_thread):
+    model = tiny_unet(seed=0).eval()
+    schedule = NoiseSchedule.cosine(T=20)
+    cost = measure_sampling_cost(model, schedule, "dpm-solver++", 4, n=20, guidance=2.0)
+    assert (cost.sampler, cost.steps, cost.n, cost.guidance, cost.eta) == (
+        "dpm-solver++", 4, 20, 2.0, 0.0,
+    )  # fmt: skip
+    assert cost.model_calls == 8 and cost.seconds_per_image > 0
+    assert 0.0 <= cost.class_agreement <= 1.0
+    assert cost.frechet_distance > cost.frechet_floor  # an untrained model is no real digit
+    # The numbers are the evaluation of exactly these samples:
+    images = sample(model, schedule, labels=balanced_labels(20), sampler="dpm-solver++",
+                    steps=4, guidance=2.0, seed=0, progress=False)  # fmt: skip
+    report = evaluate_samples(images, balanced_labels(20), verbose=False)
+    assert cost.class_agreement == report.class_agreement
+    assert cost.frechet_distance == pytest.approx(report.frechet_distance)
+
+
+def test_ddpm_with_fewer_steps_is_ddim_with_eta_1_and_with_all_steps_is_ddpm(tiny_unet, one_thread):
+    model = tiny_unet(seed=1).eval()
+    schedule = NoiseSchedule.linear(T=10)
+    few = measure_sampling_cost(model, schedule, "ddpm", 5, n=10)
+    ddim1 = measure_sampling_cost(model, schedule, "ddim", 5, n=10, eta=1.0)
+    assert few.eta == 1.0 and few.model_calls == 5
+    assert few.frechet_distance == ddim1.frechet_distance  # the same samples
+    full = measure_sampling_cost(model, schedule, "ddpm", 10, n=10, timing_n=10, timing_repeats=2)
+    assert (full.eta, full.model_calls, full.steps) == (1.0, 10, 10)
+    assert full.seconds_per_image > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(sampler="euler"), "sampler must be 'ddpm', 'ddim' or 'dpm-solver\\+\\+'"),
+        (dict(steps=0), "steps must be a whole number >= 1"),
+        (dict(steps=11), "steps must be at most T=10"),
+        (dict(n=15), "n must be a positive multiple of 10"),
+        (dict(sampler="ddpm", eta=0.0), "DDPM's steps have eta = 1"),
+        (dict(sampler="dpm-solver++", eta=1.0), "deterministic"),
+        (dict(timing_n=0), "timing_n must be"),
+    ],
+)
+def test_measure_sampling_cost_bad_input_gives_a_clear_error(kwargs, match):
+    args = {"sampler": "ddim", "steps": 2, "n": 10, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        measure_sampling_cost(lambda x, t, c=None: x, NoiseSchedule.linear(T=10), **args)
+
+
+def test_sampling_cost_sweep_round_trips_through_its_json_file(tmp_path):
+    costs = tuple(
+        SamplingCost(
+            sampler=s,
+            steps=k,
+            n=200,
+            guidance=1.0,
+            eta=e,
+            model_calls=k,
+            seconds_per_image=0.001 * k,
+            class_agreement=0.9,
+            frechet_distance=0.8,
+            frechet_floor=0.7,
+            frechet_floor_low=0.5,
+            frechet_floor_high=0.9,
+        )
+        for s, e in (("ddim", 0.0), ("ddpm", 1.0))
+        for k in (10, 5)
+    )
+    sweep = SamplingCostSweep(costs=costs, command="python x.py", machine="AMD EPYC, 2 threads",
+                              date="2026-12-01", timing="fixed batch", n=200, guidance=1.0,
+                              notes=("a note",))  # fmt: skip
+    path = tmp_path / "cost.json"
+    path.write_text(json.dumps(sweep.to_json()))
+    loaded = load_sampling_cost(path)
+    assert loaded == sweep
+    assert loaded.samplers == ("ddim", "ddpm")
+    assert [c.steps for c in loaded.of("ddim")] == [5, 10]
+    assert loaded.get("ddpm", 5).eta == 1.0
+    with pytest.raises(KeyError, match="no run of 'ddim' with 7 steps"):
+        loaded.get("ddim", 7)
+    path.write_text('{"costs": []}')
+    with pytest.raises(ValueError, match="not a sampling-cost results file"):
+        load_sampling_cost(path)
+
+
+def test_the_recorded_sampling_cost_sweep_loads_and_covers_the_three_samplers():
+    sweep = load_sampling_cost()
+    assert set(sweep.samplers) == {"ddpm", "ddim", "dpm-solver++"}
+    assert sweep.n >= 200 and all(c.n == sweep.n for c in sweep.costs)
+    assert sweep.get("ddpm", 1000).eta == 1.0
+    assert "lscpu" not in sweep.machine and sweep.machine.strip()
+    ddpm = sweep.of("ddpm")
+    assert ddpm[-1].seconds_per_image > 10 * sweep.of("dpm-solver++")[0].seconds_per_image

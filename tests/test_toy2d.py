@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from diffusion_edu import NoiseSchedule, q_sample, sample
+from diffusion_edu import NoiseSchedule, load_pretrained, q_sample, sample
+from diffusion_edu.metrics import noise_prediction_error
 from diffusion_edu.models.toy_mlp import ToyMLPConfig, ToyNoisePredictor
 from diffusion_edu.targets import TARGETS
 from diffusion_edu.toy2d import (
@@ -18,6 +19,7 @@ from diffusion_edu.toy2d import (
     exact_score,
     fraction_within,
     hyperparameter_sweep,
+    ideal_noise_prediction_error,
     make_moons,
     make_moons_labelled,
     make_spiral,
@@ -307,3 +309,60 @@ def test_the_toy_trained_for_each_prediction_target_samples_onto_the_data(target
     d_noise = nearest_data_distance(noise, data)
     assert d_samples < 0.25 * d_noise, (target, d_samples, d_noise)
     assert nearest_data_distance(data, samples) < 0.3 * nearest_data_distance(data, noise * 3)
+
+
+# ----------------------------------------------------------------------------- the best possible
+def test_ideal_noise_error_is_large_at_small_t_and_vanishes_at_large_t() -> None:
+    """The posterior-mean predictor of the spiral: near T, x_t is almost pure noise and
+    eps_hat ~= x_t is nearly exact; at small t the noise hides in the data's own spread.
+    Measured (cosine, T=100, n=2000): 0.76 at t=1, 0.60-0.76 up to t=20, 0.005 at t=90."""
+    schedule = NoiseSchedule.cosine(T=100)
+    data = make_spiral(2000, seed=0)
+    curve = ideal_noise_prediction_error(data, schedule, n=1000, seed=0)
+    err = dict(zip(curve.timesteps, curve.eps_mse, strict=True))
+    assert curve.timesteps == (1, 2, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+    early = [e for t, e in err.items() if t <= 20]
+    assert min(early) > 0.4 and max(early) < 1.0  # below 1: eps_hat = 0 would score 1
+    assert err[90] < 0.02 and err[100] < 1e-3
+    late = [err[t] for t in (30, 40, 50, 60, 70, 80, 90, 100)]
+    assert all(a > b for a, b in zip(late, late[1:], strict=False))  # falls steadily after 20%
+
+
+def test_ideal_noise_error_is_a_lower_bound_for_a_trained_toy() -> None:
+    """The shipped spiral model, measured on the same points and noise, scores no better
+    than the ideal at any t (beyond the noise of 1,000 draws)."""
+    model, schedule = load_pretrained("spiral")
+    data = make_spiral(2000, seed=0)
+    ts = (1, 10, 30, 60, 90)
+    ideal = ideal_noise_prediction_error(data, schedule, ts, n=1000, seed=3)
+    x0 = data[torch.randint(0, 2000, (1000,), generator=torch.Generator().manual_seed(3))]
+    trained = noise_prediction_error(model, schedule, x0, timesteps=ts, seed=1)
+    for t, best, got in zip(ts, ideal.eps_mse, trained.eps_mse, strict=True):
+        assert got > 0.9 * best, (t, best, got)
+
+
+def test_ideal_noise_error_of_one_point_is_zero_and_eps_is_snr_times_x0() -> None:
+    """One data point: the posterior knows x0 exactly, so eps is recovered exactly."""
+    schedule = NoiseSchedule.linear(T=50)
+    curve = ideal_noise_prediction_error(torch.tensor([[0.3, -0.2]]), schedule, n=64)
+    assert max(curve.eps_mse) < 1e-20 and max(curve.x0_mse) < 1e-20
+    curve = ideal_noise_prediction_error(make_moons(500), schedule, (5, 25), n=256)
+    for e, s, x in zip(curve.eps_mse, curve.snr, curve.x0_mse, strict=True):
+        assert math.isclose(e, s * x, rel_tol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(data=torch.zeros(10)), r"data must be points \(N, D\)"),
+        (dict(timesteps=[0, 5]), r"timesteps must be whole numbers in 1\.\.T=50"),
+        (dict(timesteps=[51]), r"1\.\.T=50"),
+        (dict(timesteps=[2.5]), "whole numbers"),
+        (dict(timesteps=[]), "whole numbers"),
+        (dict(n=0), "n .* must be an integer >= 1"),
+    ],
+)
+def test_ideal_noise_error_bad_input_gives_a_clear_error(kwargs, match) -> None:
+    args = {"data": make_spiral(100), "schedule": NoiseSchedule.linear(T=50), **kwargs}
+    with pytest.raises(ValueError, match=match):
+        ideal_noise_prediction_error(**args)
