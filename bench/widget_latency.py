@@ -44,6 +44,8 @@ from labdriver import (  # noqa: E402  (the browser tests' driver)
 PLOT_GOAL_S, SAMPLING_GOAL_S = 0.25, 1.0
 # Controls that sample from a model on every change (goal 1 s), by lesson prefix and label.
 SAMPLING = {("05", "guidance w"), ("07", "guidance w"), ("07", "DDIM steps")}
+SAMPLING |= {("08", label) for label in ("sampler", "steps", "eta (DDIM)", "guidance w", "eta",
+                                         "DDIM steps", "t*")}  # fmt: skip
 NO_GOAL = {"button"}  # e.g. "Train (300 steps)": training, not a redraw
 
 
