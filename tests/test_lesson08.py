@@ -13,8 +13,8 @@ from diffusion_edu.exercises.lesson08 import (
     ToyNoisePredictor,
     check_my_ddpm_step,
     check_my_sampling_loop,
-    solution_ddpm_step,
-    solution_sample,
+    solution_my_ddpm_step,
+    solution_my_sampling_loop,
 )
 from diffusion_edu.samplers import ddpm_step, sample_steps
 from diffusion_edu.schedules import NoiseSchedule
@@ -41,7 +41,7 @@ def _step(eps_hat, x_t, t, schedule, noise, *, inv=None, coef=None, sigma=None, 
 
 # ----------------------------------------------------------------------------- my_ddpm_step
 def test_step_solution_and_library_pass() -> None:
-    assert check_my_ddpm_step(solution_ddpm_step).ok
+    assert check_my_ddpm_step(solution_my_ddpm_step).ok
     lib = lambda e, x, t, s, n: ddpm_step(e, x, t, s, n, clip_x0=False)  # noqa: E731
     assert check_my_ddpm_step(lib).ok
 
@@ -63,7 +63,7 @@ def test_step_solution_matches_posterior_mean_of_x0_hat() -> None:
     zero = torch.zeros_like(x_t)
     for t in (2, 300, 999):
         mean, _ = q_posterior(predict_x0_from_eps(x_t, t, eps_hat, schedule), x_t, t, schedule)
-        torch.testing.assert_close(solution_ddpm_step(eps_hat, x_t, t, schedule, zero), mean)
+        torch.testing.assert_close(solution_my_ddpm_step(eps_hat, x_t, t, schedule, zero), mean)
 
 
 SLIPS = [
@@ -144,11 +144,13 @@ def test_reference_loop_equals_library_sample_steps_on_the_same_noise() -> None:
     g5 = torch.Generator().manual_seed(5)
     draws = torch.stack([torch.randn(x_T.shape, generator=g5) for _ in range(schedule.T)])
     noises = torch.cat([torch.zeros(1, *x_T.shape), draws.flip(0)])  # noises[t]
-    torch.testing.assert_close(solution_sample(model, schedule, x_T, labels, noises), last.x_prev)
+    torch.testing.assert_close(
+        solution_my_sampling_loop(model, schedule, x_T, labels, noises), last.x_prev
+    )
 
 
 def test_loop_solution_passes() -> None:
-    assert check_my_sampling_loop(solution_sample).ok
+    assert check_my_sampling_loop(solution_my_sampling_loop).ok
 
 
 def test_loop_with_library_step_passes() -> None:
@@ -205,10 +207,10 @@ def test_loop_checker_stub_shape_and_wrong_step() -> None:
     assert not shape.ok and "shape" in shape.message
 
     def bad_step(eps_hat, x_t, t, schedule, noise):  # noqa: ANN001, ANN202
-        return solution_ddpm_step(eps_hat, x_t, t, schedule, noise) * 1.01
+        return solution_my_ddpm_step(eps_hat, x_t, t, schedule, noise) * 1.01
 
     result = check_my_sampling_loop(
-        lambda m, s, x, y, n: solution_sample(m, s, x, y, n, step=bad_step)
+        lambda m, s, x, y, n: solution_my_sampling_loop(m, s, x, y, n, step=bad_step)
     )
     assert not result.ok and "my_ddpm_step" in result.message
 

@@ -31,8 +31,8 @@ from diffusion_edu.samplers import ddpm_step
 from diffusion_edu.schedules import NoiseSchedule
 
 __all__ = [
-    "solution_ddpm_step",
-    "solution_sample",
+    "solution_my_ddpm_step",
+    "solution_my_sampling_loop",
     "check_my_ddpm_step",
     "check_my_sampling_loop",
     "ToyNoisePredictor",
@@ -44,7 +44,7 @@ STEP_TIMESTEPS = (600, 20, 1)  # a noisy step, a nearly clean one, and the last 
 
 
 # ----------------------------------------------------------------------------- solutions
-def solution_ddpm_step(
+def solution_my_ddpm_step(
     eps_hat: torch.Tensor, x_t: torch.Tensor, t: int, schedule: NoiseSchedule, noise: torch.Tensor
 ) -> torch.Tensor:
     """Reference solution: DDPM Algorithm 2, line 4, with sigma_t^2 = beta_tilde_t (Eq. 7).
@@ -62,13 +62,13 @@ def solution_ddpm_step(
     return mean + sigma_t * noise
 
 
-def solution_sample(
+def solution_my_sampling_loop(
     model: Callable[..., torch.Tensor],
     schedule: NoiseSchedule,
     x_T: torch.Tensor,
     labels: torch.Tensor | None,
     noises: torch.Tensor,
-    step: Callable[..., torch.Tensor] = solution_ddpm_step,
+    step: Callable[..., torch.Tensor] = solution_my_ddpm_step,
 ) -> torch.Tensor:
     """Reference solution: DDPM Algorithm 2. ``noises[t]`` is the noise of the step t -> t-1."""
     x = x_T
