@@ -589,6 +589,7 @@ def sample(
     clip_x0: bool = True,
     progress: bool = True,
     cond: torch.Tensor | None = None,
+    x_T: torch.Tensor | None = None,
 ) -> torch.Tensor | Trajectory:
     """Draw new images from a trained noise predictor, starting from pure noise x_T ~ N(0, I).
 
@@ -613,15 +614,34 @@ def sample(
             e.g. the 2-D points of lesson 05.
         cond: any other condition, one row per image (e.g. token ids ``(n, L)`` of a text
             prompt), instead of ``labels``.
+        x_T: start from this noise ``(n, C, H, W)`` instead of drawing it (to compare samplers
+            from the same start, or to morph between starts); ``seed`` then seeds only the
+            fresh noise of the steps (DDPM, DDIM with eta > 0).
 
     Returns:
         ``(n, C, H, W)`` images (in [-1, 1] with ``clip_x0``), or a :class:`Trajectory`.
     """
+    if x_T is not None:
+        if not isinstance(x_T, torch.Tensor) or x_T.ndim < 2:
+            raise ValueError(
+                f"x_T must be a tensor of starting noise (n, C, H, W), got "
+                f"{tuple(x_T.shape) if isinstance(x_T, torch.Tensor) else type(x_T).__name__}."
+            )
+        if n is None and labels is None and cond is None:
+            n = x_T.shape[0]
     n, cond = _condition(n, labels, cond)
     if n is None or isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"give n >= 1 (how many images) or a list of labels; got n={n!r}.")
     if guidance != 1.0 and cond is None:
         raise ValueError("classifier-free guidance needs labels: pass labels=... or guidance=1.0.")
+    if x_T is not None:
+        if x_T.shape[0] != n:
+            raise ValueError(
+                f"x_T holds {x_T.shape[0]} starting noises for {n} images: give one each."
+            )
+        if shape is not None and tuple(x_T.shape[1:]) != tuple(shape):
+            raise ValueError(f"x_T's images are {tuple(x_T.shape[1:])}, but shape={tuple(shape)}.")
+        shape = tuple(x_T.shape[1:])
     if shape is None:
         shape = _model_image_shape(model)
         if shape is None:
@@ -632,7 +652,10 @@ def sample(
         else (_model_device(model) or torch.device("cpu"))
     )
     generator = _seeded_generator(device, seed)
-    x_T = torch.randn((n, *shape), generator=generator, device=device)  # (B, C, H, W)
+    if x_T is None:
+        x_T = torch.randn((n, *shape), generator=generator, device=device)  # (B, C, H, W)
+    else:
+        x_T = x_T.to(device)
     return _run(
         model, schedule, x_T, cond, sampler, steps, eta, guidance, generator, clip_x0, progress,
         return_trajectory,

@@ -806,3 +806,45 @@ def test_slerp_takes_one_weight_per_item_and_falls_back_to_lerp_for_parallel_vec
 def test_slerp_bad_input_gives_a_clear_error(args, error, match):
     with pytest.raises(error, match=match):
         slerp(*args)
+
+
+# ----------------------------------------------------------------------------- a given x_T
+def _noisy_unet(tiny_unet):  # noqa: ANN001, ANN202
+    net = tiny_unet(seed=3).eval()
+    with torch.no_grad():  # a fresh U-Net predicts exactly 0: make it depend on x_t, t, label
+        torch.nn.init.normal_(net.conv_out.weight, std=0.3)
+    return net
+
+
+def test_sample_from_a_given_x_T_is_the_library_loop_from_that_x_T(tiny_unet, one_thread) -> None:
+    model, schedule = _noisy_unet(tiny_unet), NoiseSchedule.cosine(T=40)
+    x_T = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    got = sample(model, schedule, labels=[1, 2, 3], x_T=x_T, sampler="ddim", steps=5, eta=0.5,
+                 guidance=2.0, seed=4, progress=False)  # fmt: skip
+    *_, last = sample_steps(model, schedule, x_T, torch.tensor([1, 2, 3]), "ddim", 5, 0.5, 2.0,
+                            torch.Generator().manual_seed(4))  # fmt: skip
+    torch.testing.assert_close(got, last.x_prev.clamp(-1, 1))
+
+
+def test_sample_from_a_given_x_T_at_eta_0_ignores_the_seed_and_at_eta_1_does_not(tiny_unet) -> None:
+    model, schedule = _noisy_unet(tiny_unet), NoiseSchedule.cosine(T=40)
+    x_T = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+
+    def run(eta: float, seed: int) -> torch.Tensor:
+        return sample(model, schedule, labels=[0, 1], x_T=x_T, sampler="ddim", steps=10,
+                      eta=eta, seed=seed, progress=False)  # fmt: skip
+
+    torch.testing.assert_close(run(0.0, 1), run(0.0, 2), rtol=0, atol=0)
+    assert (run(1.0, 1) - run(1.0, 2)).abs().max() > 1e-3
+    unlabelled = sample(model, schedule, x_T=x_T, sampler="ddim", steps=3, progress=False)
+    assert unlabelled.shape == x_T.shape  # n and the image shape come from x_T
+
+
+def test_sample_rejects_an_x_T_that_does_not_fit(tiny_unet) -> None:
+    model, schedule = _noisy_unet(tiny_unet), NoiseSchedule.cosine(T=40)
+    with pytest.raises(ValueError, match="x_T must be a tensor"):
+        sample(model, schedule, x_T=torch.zeros(28))
+    with pytest.raises(ValueError, match="2 starting noises for 3 images"):
+        sample(model, schedule, labels=[1, 2, 3], x_T=torch.zeros(2, 1, 28, 28))
+    with pytest.raises(ValueError, match=r"x_T's images are \(1, 28, 28\), but shape"):
+        sample(model, schedule, n=2, x_T=torch.zeros(2, 1, 28, 28), shape=(1, 14, 14))

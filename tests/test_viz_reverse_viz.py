@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from diffusion_edu.samplers import Trajectory, sample, sample_steps
+from diffusion_edu.samplers import Trajectory, sample
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.viz import reverse_viz
 from diffusion_edu.viz.plots import FIGURE_WIDTH
@@ -45,30 +45,6 @@ def _trajectories(model, schedule) -> dict[str, Trajectory]:  # noqa: ANN001
         "DDPM": sample(model, schedule, sampler="ddpm", **common),
         "DDIM": sample(model, schedule, sampler="ddim", steps=8, **common),
     }
-
-
-# ----------------------------------------------------------------------------- sample_from
-def test_sample_from_matches_the_library_loop_on_the_same_x_T(model, schedule) -> None:
-    x_T = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(1))
-    got = reverse_viz.sample_from(model, schedule, x_T, [1, 2, 3], "ddim", 5, 0.5, 2.0, seed=4)
-    *_, last = sample_steps(model, schedule, x_T, torch.tensor([1, 2, 3]), "ddim", 5, 0.5, 2.0,
-                            torch.Generator().manual_seed(4))  # fmt: skip
-    torch.testing.assert_close(got, last.x_prev.clamp(-1, 1))
-
-
-def test_sample_from_eta_0_ignores_the_seed_and_eta_1_does_not(model, schedule) -> None:
-    x_T = torch.randn(2, 1, 28, 28, generator=torch.Generator().manual_seed(2))
-    run = lambda eta, seed: reverse_viz.sample_from(model, schedule, x_T, [0, 1], "ddim", 10, eta,  # noqa: E731
-                                                    seed=seed)  # fmt: skip
-    torch.testing.assert_close(run(0.0, 1), run(0.0, 2), rtol=0, atol=0)
-    assert (run(1.0, 1) - run(1.0, 2)).abs().max() > 1e-3
-
-
-def test_sample_from_rejects_bad_shapes(model, schedule) -> None:
-    with pytest.raises(ValueError, match="B, C, H, W"):
-        reverse_viz.sample_from(model, schedule, torch.zeros(28, 28))
-    with pytest.raises(ValueError, match="one label per image"):
-        reverse_viz.sample_from(model, schedule, torch.zeros(2, 1, 28, 28), [1, 2, 3])
 
 
 # ----------------------------------------------------------------------------- watching it

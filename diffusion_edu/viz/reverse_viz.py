@@ -6,7 +6,6 @@ Everything here draws what the core computes: the samplers' loop
 :class:`~diffusion_edu.viz.widgets.LivePlot`; the ones that sample digits show a quick preview
 (a few solver steps) first, then the picture asked for.
 
-* :func:`sample_from`: the library's sampling loop from a *given* x_T (``sample`` draws it).
 * :func:`animate_reverse`, :func:`plot_reverse_snapshots`: x_t next to the predicted x_0, step
   by step, for several samplers from the same x_T.
 * :func:`variability_widget`: DDIM's eta and steps on several runs from one x_T.
@@ -30,8 +29,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from diffusion_edu.classifier import classifier_predictions
-from diffusion_edu.device import cpu_threads, threads_for
-from diffusion_edu.samplers import Sampler, Trajectory, sample_steps, sdedit
+from diffusion_edu.samplers import Trajectory, sample, sdedit
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.viz.animation import animate_frames
 from diffusion_edu.viz.plots import FIGURE_WIDTH, LessonFigure, make_grid
@@ -39,7 +37,6 @@ from diffusion_edu.viz.widgets import LivePlot, play_button
 
 __all__ = [
     "SAMPLER_NAMES",
-    "sample_from",
     "animate_reverse",
     "plot_reverse_snapshots",
     "variability_widget",
@@ -66,48 +63,21 @@ def _sampler_name(sampler: str, steps: int | None, T: int) -> str:
 
 
 # ----------------------------------------------------------------------------- sampling
-@torch.no_grad()
-def sample_from(
+def _from(
     model: NoisePredictor,
     schedule: NoiseSchedule,
     x_T: torch.Tensor,
-    labels: Sequence[int] | torch.Tensor | None = None,
-    sampler: Sampler = "ddim",
-    steps: int | None = None,
-    eta: float = 0.0,
-    guidance: float = 1.0,
-    seed: int = 0,
+    labels: Sequence[int] | None,
+    sampler: str,
+    steps: int | None,
+    eta: float,
+    guidance: float,
+    seed: int,
 ) -> torch.Tensor:
-    """Images from the given starting noise ``x_T`` (B, C, H, W): the library's loop to the end.
-
-    What :func:`~diffusion_edu.samplers.sample` does after drawing x_T itself: run
-    :func:`~diffusion_edu.samplers.sample_steps` (x0_hat clipped to [-1, 1]) and clip the
-    result. ``seed`` seeds only the fresh noise of the steps (DDPM, DDIM with eta > 0), so the
-    same x_T with another seed shows what that noise changes. Runs on the model's device;
-    returns the images on the CPU.
-    """
-    if not isinstance(x_T, torch.Tensor) or x_T.ndim != 4:
-        raise ValueError(f"x_T must be a tensor (B, C, H, W), got {getattr(x_T, 'shape', x_T)}.")
-    cond = None if labels is None else torch.as_tensor(labels, dtype=torch.long)
-    if cond is not None and cond.shape != (x_T.shape[0],):
-        raise ValueError(f"give one label per image: {x_T.shape[0]} images, labels {cond.shape}.")
-    is_module = isinstance(model, torch.nn.Module)
-    device = next(model.parameters()).device if is_module else x_T.device
-    generator = torch.Generator(device=device).manual_seed(seed)
-    x = x_T = x_T.to(device)
-    cond = None if cond is None else cond.to(device)
-    was_training = is_module and model.training
-    if is_module:
-        model.eval()
-    try:
-        with cpu_threads(threads_for(model, device)):  # the library's thread policy
-            for step in sample_steps(model, schedule, x_T, cond, sampler, steps, eta, guidance,
-                                     generator):  # fmt: skip
-                x = step.x_prev
-    finally:
-        if was_training:
-            model.train()
-    return x.clamp(-1.0, 1.0).cpu()
+    """The library's ``sample`` from the given x_T, on the CPU (the widgets' one call)."""
+    images = sample(model, schedule, labels=labels, sampler=sampler, steps=steps, eta=eta,  # type: ignore[arg-type]
+                    guidance=guidance, seed=seed, x_T=x_T, progress=False)  # fmt: skip
+    return images.cpu()  # type: ignore[union-attr]
 
 
 # ----------------------------------------------------------------------------- watching it
@@ -257,7 +227,7 @@ def variability_widget(
                                            continuous_update=False)  # fmt: skip
 
     def draw(eta: float, steps: int) -> Figure:
-        images = sample_from(model, schedule, x_T, labels, "ddim", steps, eta, guidance, seed + 1)
+        images = _from(model, schedule, x_T, labels, "ddim", steps, eta, guidance, seed + 1)
         spread = (images - images[:1]).abs().amax().item()
         title = f"DDIM-{steps}, eta = {eta:.1f}: {n} runs from one x_T, max difference {spread:.3g}"
         return _row_figure(images, title)
@@ -353,7 +323,7 @@ def digit_grid_widget(
         used_eta = eta if sampler == "ddim" else 0.0  # only DDIM has an eta
         key = (sampler, steps, used_eta, guidance)
         if key not in kept:
-            kept[key] = sample_from(model, schedule, x_T, labels, sampler, steps, used_eta,  # type: ignore[arg-type]
+            kept[key] = _from(model, schedule, x_T, labels, sampler, steps, used_eta,
                                     guidance, seed + 1)  # fmt: skip
         name = _sampler_name(sampler, steps, schedule.T)
         if preview:
