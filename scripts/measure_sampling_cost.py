@@ -12,7 +12,10 @@ Two passes, so that other work on a shared machine disturbs the clock as little 
 "ddpm" with fewer than T = 1000 steps is DDPM's ancestral step (posterior variance) over an
 evenly spaced subsequence of timesteps, which is DDIM with eta = 1 (Song et al. 2021, Eq. 16).
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/measure_sampling_cost.py   # 13 min on 2 shared cores
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/measure_sampling_cost.py   # about 30 min on 2 cores
+
+``--points ddim:1000 ...`` measures only those (sampler, steps); with ``--merge`` they replace or
+join the entries of the existing results file (same n and guidance required), and a note says so.
 
 ``--solver-goal`` measures instead whether DPM-Solver++(2M) at 10-20 steps matches DDIM-50 on
 the course's record settings (500 digits, seed 0, guidance 1 and 2), and writes the key
@@ -46,6 +49,7 @@ from diffusion_edu.metrics import (
     class_agreement,
     frechet_distance,
     frechet_floor,
+    load_sampling_cost,
     measure_sampling_cost,
     reference_digits,
     time_sampling,
@@ -55,9 +59,9 @@ from diffusion_edu.schedules import NoiseSchedule
 
 PRETRAINED_RECORD = "pretrained/mnist_unet.json"
 SWEEP: dict[str, tuple[int, ...]] = {
-    "ddpm": (10, 20, 50, 100, 1000),
-    "ddim": (5, 10, 15, 20, 50, 100),
-    "dpm-solver++": (5, 10, 15, 20, 50, 100),
+    "ddpm": (5, 10, 20, 50, 100, 1000),
+    "ddim": (5, 10, 15, 20, 50, 100, 1000),
+    "dpm-solver++": (5, 10, 15, 20, 50, 100, 1000),
 }
 
 
@@ -130,6 +134,33 @@ def solver_goal(model: torch.nn.Module, schedule: NoiseSchedule, out: Path) -> N
     print(f"wrote the key dpm_solver_vs_ddim50 into {out}")
 
 
+def _point(text: str) -> tuple[str, int]:
+    """``"ddim:1000"`` -> ``("ddim", 1000)``, with a clear error."""
+    sampler, _, steps = text.partition(":")
+    if sampler not in SWEEP or not steps.isdigit():
+        raise SystemExit(
+            f"--points takes SAMPLER:STEPS with SAMPLER in {list(SWEEP)}, got {text!r}"
+        )
+    return sampler, int(steps)
+
+
+def _merged(old: SamplingCostSweep, new: SamplingCostSweep) -> SamplingCostSweep:
+    """``old`` with ``new``'s points added (replacing the same (sampler, steps)) and noted."""
+    if (old.n, old.guidance) != (new.n, new.guidance):
+        raise SystemExit(
+            f"cannot merge: the file has n={old.n}, guidance {old.guidance:g}; this run "
+            f"n={new.n}, guidance {new.guidance:g}."
+        )
+    added = {(c.sampler, c.steps) for c in new.costs}
+    order = {name: i for i, name in enumerate(SWEEP)}
+    costs = sorted([c for c in old.costs if (c.sampler, c.steps) not in added] + list(new.costs),
+                   key=lambda c: (order.get(c.sampler, len(order)), c.steps))  # fmt: skip
+    note = (f"Points {', '.join(f'{s} {k}' for s, k in sorted(added))} added on {new.date} by "
+            f"'{new.command}' on {new.machine}; their timing: {new.timing}. "
+            f"{new.notes[-1].replace('of the whole sweep', 'of this run')}")  # fmt: skip
+    return dataclasses.replace(old, costs=tuple(costs), notes=(*old.notes, note))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="digits scored per run (x10)")
@@ -139,6 +170,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=repo_data_dir() / SAMPLING_COST_FILE)
     parser.add_argument("--samplers", nargs="*", default=list(SWEEP), choices=list(SWEEP))
     parser.add_argument("--max-steps", type=int, default=1000, help="skip longer runs (tests)")
+    parser.add_argument("--points", nargs="*", default=None, metavar="SAMPLER:STEPS",
+                        help="measure only these, e.g. ddim:1000 (default: all)")  # fmt: skip
+    parser.add_argument("--merge", action="store_true",
+                        help="merge the measured points into the existing --out file")  # fmt: skip
     parser.add_argument(
         "--solver-goal",
         action="store_true",
@@ -153,6 +188,8 @@ def main() -> None:
         solver_goal(model, schedule, args.record)
         return
     runs = [(s, k) for s in args.samplers for k in SWEEP[s] if k <= args.max_steps]
+    if args.points is not None:
+        runs = [_point(text) for text in args.points]
     threads = torch.get_num_threads()
     print(
         f"{len(runs)} runs, n={args.n}, guidance {args.guidance:g}, {threads} threads", flush=True
@@ -221,6 +258,8 @@ def main() -> None:
             "for the quality pass).",
         ),
     )
+    if args.merge:
+        sweep = _merged(load_sampling_cost(args.out), sweep)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(sweep.to_json(), indent=2) + "\n"
     atomic_write(args.out, lambda f: f.write(text.encode()))
