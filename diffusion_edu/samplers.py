@@ -109,6 +109,20 @@ def ddpm_step(
     return mean + sigma * noise
 
 
+def _step_timesteps(
+    t: int | torch.Tensor, t_prev: int | torch.Tensor, batch: int, schedule: NoiseSchedule
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(t, t_prev)`` as ``(B,)`` LongTensors, checked: 1 <= t <= T, 0 <= t_prev < t."""
+    t = as_timesteps(t, batch, schedule, low=1)
+    t_prev = as_timesteps(t_prev, batch, schedule, low=0, what="t_prev")
+    if (t_prev >= t).any():
+        raise ValueError(
+            f"t_prev must be smaller than t (sampling runs from T down to 0), "
+            f"got t={t.tolist()[:4]} and t_prev={t_prev.tolist()[:4]}."
+        )
+    return t, t_prev
+
+
 def ddim_step(
     eps_hat: torch.Tensor,
     x_t: torch.Tensor,
@@ -135,14 +149,7 @@ def ddim_step(
     check_same_shape(x_t, eps_hat, "x_t", "eps_hat")
     if not (eta >= 0.0):
         raise ValueError(f"eta must be >= 0 (0 = deterministic DDIM, 1 = DDPM-like), got {eta!r}.")
-    batch = x_t.shape[0]
-    t = as_timesteps(t, batch, schedule, low=1)
-    t_prev = as_timesteps(t_prev, batch, schedule, low=0, what="t_prev")
-    if (t_prev >= t).any():
-        raise ValueError(
-            f"t_prev must be smaller than t (sampling runs from T down to 0), "
-            f"got t={t.tolist()[:4]} and t_prev={t_prev.tolist()[:4]}."
-        )
+    t, t_prev = _step_timesteps(t, t_prev, x_t.shape[0], schedule)
     x0_hat = predict_x0_from_eps(x_t, t, eps_hat, schedule)
     if clip_x0:
         x0_hat = x0_hat.clamp(-1.0, 1.0)
@@ -218,14 +225,7 @@ def dpm_solver_pp_step(
     paper's thresholding acts on x0_hat in the same way).
     """
     check_same_shape(x_t, x0_hat, "x_t", "x0_hat")
-    batch = x_t.shape[0]
-    t = as_timesteps(t, batch, schedule, low=1)
-    t_prev = as_timesteps(t_prev, batch, schedule, low=0, what="t_prev")
-    if (t_prev >= t).any():
-        raise ValueError(
-            f"t_prev must be smaller than t (sampling runs from T down to 0), "
-            f"got t={t.tolist()[:4]} and t_prev={t_prev.tolist()[:4]}."
-        )
+    t, t_prev = _step_timesteps(t, t_prev, x_t.shape[0], schedule)
     if (x0_hat_last is None) != (t_last is None):
         raise ValueError(
             "give both x0_hat_last and t_last (second order) or neither (first order, = DDIM)."
@@ -236,7 +236,7 @@ def dpm_solver_pp_step(
     D = x0_hat
     if x0_hat_last is not None:
         check_same_shape(x_t, x0_hat_last, "x_t", "x0_hat_last")
-        t_last = as_timesteps(t_last, batch, schedule, low=1, what="t_last")  # type: ignore[arg-type]
+        t_last = as_timesteps(t_last, x_t.shape[0], schedule, low=1, what="t_last")  # type: ignore[arg-type]
         if (t_last <= t).any():
             raise ValueError(
                 f"t_last (the step before) must be larger than t, got t_last="
