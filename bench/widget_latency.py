@@ -46,6 +46,7 @@ PLOT_GOAL_S, SAMPLING_GOAL_S = 0.25, 1.0
 SAMPLING = {("05", "guidance w"), ("07", "guidance w"), ("07", "DDIM steps")}
 SAMPLING |= {("08", label) for label in ("sampler", "steps", "eta (DDIM)", "guidance w", "eta",
                                          "DDIM steps", "t*")}  # fmt: skip
+SAMPLING |= {("09", label) for label in ("guidance w", "prompt", "same noise for every prompt")}
 NO_GOAL = {"button"}  # e.g. "Train (300 steps)": training, not a redraw
 
 

@@ -3,12 +3,21 @@
 Train a class-conditional digit generator on the bundled digits, then draw a grid of samples::
 
     python -m diffusion_edu train --out runs/mnist --steps 3000 --schedule cosine
-    python -m diffusion_edu sample --checkpoint runs/mnist/checkpoint.pt --guidance 2 \\
-        --out runs/mnist/samples.png
+    python -m diffusion_edu sample --checkpoint runs/mnist/checkpoint.pt --guidance 3 \\
+        --guidance-interval 200 800 --out runs/mnist/samples.png
 
-Or skip training and sample the model that ships with the course (the quick switch)::
+Or skip training and sample the model that ships with the course (the quick switch). A shipped
+model samples with its recommended settings (sampler, steps, guidance, guidance interval: its
+record's "recommended" key, measured by ``scripts/measure_guidance.py``); each flag you give
+overrides one of them::
 
-    python -m diffusion_edu sample --pretrained mnist --guidance 2 --out samples.png
+    python -m diffusion_edu sample --pretrained mnist --out samples.png
+    python -m diffusion_edu sample --pretrained mnist --guidance 1 --out plain.png
+
+A text-conditioned model takes prompts, one grid row each::
+
+    python -m diffusion_edu sample --checkpoint runs/text/checkpoint.pt \\
+        --prompt "a bold seven" --prompt "a thin 3 leaning left" --out prompts.png
 
 ``train`` also runs on several processes/GPUs with DistributedDataParallel::
 
@@ -255,7 +264,9 @@ def _add_sample_command(commands: Any) -> None:
         help="draw images from a trained checkpoint and save them as a PNG grid",
         description="Draw images from a checkpoint written by 'train' (with its EMA weights) "
         "and save them as one PNG grid. For a class-conditional model the default grid has "
-        "one row per class.",
+        "one row per class, for a text-conditioned one a row per --prompt. A shipped model "
+        "(--pretrained) samples with its recommended settings (its record's 'recommended' "
+        "key) wherever a flag does not say otherwise.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     source = samp.add_mutually_exclusive_group(required=True)
@@ -266,18 +277,28 @@ def _add_sample_command(commands: Any) -> None:
                         "--pretrained mnist")  # fmt: skip
     samp.add_argument("--out", type=Path, default=Path("samples.png"), help="PNG file to write")
     what = samp.add_argument_group("what to draw")
-    what.add_argument("--labels", type=_label_list, default=None,
-                      help="comma-separated class ids, one image each, e.g. 0,1,2,3")  # fmt: skip
+    which = what.add_mutually_exclusive_group()
+    which.add_argument("--labels", type=_label_list, default=None,
+                       help="comma-separated class ids, one image each, e.g. 0,1,2,3")  # fmt: skip
+    which.add_argument("--prompt", action="append", default=None, metavar="TEXT",
+                       help="a text prompt for a text-conditioned model, e.g. --prompt "
+                       "'a bold seven leaning right'; repeat the flag for more prompts. Each "
+                       "prompt gets one grid row of --per-class images (with --n: n images "
+                       "that cycle through the prompts)")  # fmt: skip
     what.add_argument("--n", type=_positive_int, default=None,
                       help="number of images (a conditional model cycles through the "
-                      "classes); default: --per-class images of every class, or 64")  # fmt: skip
+                      "classes or prompts); default: --per-class images of every class or "
+                      "prompt, or 64")  # fmt: skip
     what.add_argument("--per-class", type=_positive_int, default=10,
-                      help="images per class when neither --labels nor --n is given")  # fmt: skip
+                      help="images per class (or per --prompt) when neither --labels nor --n "
+                      "is given")  # fmt: skip
     what.add_argument("--zoom", type=_positive_int, default=1,
                       help="enlarge the PNG by this whole factor (nearest neighbour)")  # fmt: skip
     what.add_argument("--nrow", type=_positive_int, default=None,
                       help="images per grid row (default: --per-class, or square)")  # fmt: skip
-    how = samp.add_argument_group("sampler")
+    how = samp.add_argument_group(
+        "sampler (None: a shipped model's recommended setting, else the default named)"
+    )
     how.add_argument("--sampler", choices=SAMPLERS, default=None,
                      help="ddpm: all T steps (Algorithm 2); ddim: --steps steps; "
                      "dpm-solver++: --steps DPM-Solver++(2M) steps (15 match DDIM-50's quality); "
@@ -286,10 +307,17 @@ def _add_sample_command(commands: Any) -> None:
     how.add_argument("--steps", type=_positive_int, default=None,
                      help="DDIM, DPM-Solver++ or Euler steps (default 50; DDPM always takes "
                      "T)")  # fmt: skip
-    how.add_argument("--eta", type=_nonneg_float, default=0.0,
-                     help="DDIM noise: 0 deterministic, 1 DDPM-like")  # fmt: skip
-    how.add_argument("--guidance", type=_finite_float, default=1.0,
-                     help="classifier-free guidance scale (1 = plain conditional)")  # fmt: skip
+    how.add_argument("--eta", type=_nonneg_float, default=None,
+                     help="DDIM noise: 0 deterministic, 1 DDPM-like (default 0)")  # fmt: skip
+    how.add_argument("--guidance", type=_finite_float, default=None,
+                     help="classifier-free guidance scale w (1 = plain conditional; default "
+                     "1)")  # fmt: skip
+    how.add_argument("--guidance-interval", nargs=2, type=_nonneg_int, default=None,
+                     metavar=("LO", "HI"),
+                     help="guide (scale --guidance) only the steps whose timestep t has "
+                     "LO < t <= HI, and sample the others plainly conditional: guidance in a "
+                     "limited interval (Kynkaanniemi et al. 2024). 0 T guides every step "
+                     "(default: every step)")  # fmt: skip
     how.add_argument("--seed", type=int, default=0, help="same seed, same images")
     how.add_argument("--device", default=None, help="cpu, cuda, mps (default: automatic)")
     how.add_argument("--no-ema", action="store_true",
@@ -531,6 +559,80 @@ def _train(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------- sample
+def _grid_prompts(args: argparse.Namespace, model_config: Any) -> tuple[list[str], int] | None:
+    """The prompt of each image to draw and the grid's images per row (None: no --prompt)."""
+    text_model = getattr(model_config, "text_vocab_size", None) is not None
+    if args.labels is not None and text_model:
+        raise CliError("--labels: this model is text-conditioned; give --prompt TEXT instead")
+    if args.prompt is None:
+        return None
+    if not text_model:
+        kind = (
+            "class-conditional: use --labels"
+            if getattr(model_config, "num_classes", None) is not None
+            else "unconditional: use --n"
+        )
+        raise CliError(f"--prompt: this model is not text-conditioned (it is {kind})")
+    from diffusion_edu.text import tokenize  # the tokenizer, only for this command's check
+
+    try:  # an unknown word fails here, before the model samples anything
+        tokenize(args.prompt)
+    except ValueError as error:
+        raise CliError(f"--prompt: {error}".rstrip(".")) from None
+    if args.n is not None:
+        prompts = [args.prompt[i % len(args.prompt)] for i in range(args.n)]
+        return prompts, args.nrow or math.ceil(math.sqrt(args.n))
+    prompts = [prompt for prompt in args.prompt for _ in range(args.per_class)]
+    return prompts, args.nrow or args.per_class
+
+
+def _sampling_settings(
+    args: argparse.Namespace, model: torch.nn.Module, conditional: bool
+) -> tuple[dict[str, Any], list[str]]:
+    """``sample()``'s sampler, steps, eta, guidance and guidance_interval: each from its flag,
+    else from a shipped model's recommended settings, else the default. Also returns which
+    came from the recommendation."""
+    try:
+        recommended = pretrained_info(args.pretrained).recommended if args.pretrained else {}
+    except (FileNotFoundError, CheckpointError) as error:
+        raise CliError(str(error)) from None
+    default_sampler = "euler" if prediction_of(model) == "flow" else "ddim"
+    flags = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta,
+             "guidance": args.guidance,
+             "guidance_interval": None if args.guidance_interval is None
+             else tuple(args.guidance_interval)}  # fmt: skip
+    sampler = args.sampler or recommended.get("sampler") or default_sampler
+    # steps and eta belong to a sampler: recommended only with the recommended sampler;
+    # guidance only where there is a condition to guide towards.
+    usable = {"sampler"}
+    if sampler == recommended.get("sampler", default_sampler):
+        usable |= {"steps", "eta"}
+    if conditional:
+        usable |= {"guidance", "guidance_interval"}
+    settings: dict[str, Any] = {"sampler": sampler, "steps": None, "eta": 0.0, "guidance": 1.0,
+                                "guidance_interval": None}  # fmt: skip
+    from_record = []
+    for name, value in flags.items():
+        if value is not None:
+            settings[name] = value
+        elif name in recommended and name in usable:
+            settings[name] = recommended[name]
+            from_record.append(name)
+    return settings, from_record
+
+
+def _describe(settings: dict[str, Any], timesteps: list[int]) -> str:
+    """``"DDIM-50, guidance 3 at 200 < t <= 800, seed 0"``-like text for the settings."""
+    text = f"{settings['sampler'].upper()}-{len(timesteps) - 1}"
+    if settings["sampler"] == "ddim" and settings["eta"]:
+        text += f" (eta {settings['eta']:g})"
+    text += f", guidance {settings['guidance']:g}"
+    if settings["guidance_interval"] is not None and settings["guidance"] != 1.0:
+        lo, hi = settings["guidance_interval"]
+        text += f" at {lo} < t <= {hi}"
+    return text
+
+
 def _grid_labels(args: argparse.Namespace, num_classes: int | None) -> tuple[list[int] | None, int]:
     """The class of each image to draw (None: unconditional) and the grid's images per row."""
     if args.labels is not None:
@@ -568,28 +670,40 @@ def _sample(args: argparse.Namespace) -> int:
     if checkpoint.schedule is None:
         raise CliError(f"{path} holds no noise schedule: it is not a diffusion model")
     _check_writable_folder(out.parent if str(out.parent) else Path("."), "folder of --out")
-    labels, nrow = _grid_labels(args, getattr(checkpoint.model_config, "num_classes", None))
-    n = len(labels) if labels is not None else (args.n or 64)
+    prompted = _grid_prompts(args, checkpoint.model_config)
+    if prompted is not None:
+        labels, (prompts, nrow) = None, prompted
+        n = len(prompts)
+    else:
+        prompts = None
+        labels, nrow = _grid_labels(args, getattr(checkpoint.model_config, "num_classes", None))
+        n = len(labels) if labels is not None else (args.n or 64)
     model = checkpoint.build_model(ema=not args.no_ema, device=device)
-    default = "euler" if prediction_of(model) == "flow" else "ddim"  # the CLI's default
+    settings, from_record = _sampling_settings(
+        args, model, conditional=labels is not None or prompts is not None
+    )
     try:  # the sampler checks its own arguments
-        sampler, timesteps = plan_sampling(
-            model, checkpoint.schedule.T, args.sampler or default, args.steps
+        _, timesteps = plan_sampling(
+            model, checkpoint.schedule.T, settings["sampler"], settings["steps"]
         )
     except ValueError as error:
         raise CliError(str(error).rstrip(".")) from None
     # A shipped model stores its EMA weights as the model's own.
     ema = args.pretrained is not None or (not args.no_ema and checkpoint.ema_state is not None)
     print(f"Sampling {n} images from {path} (step {checkpoint.step:,}, "
-          f"{'EMA' if ema else 'raw'} weights) on {device}: {sampler.upper()}-"
-          f"{len(timesteps) - 1}, guidance {args.guidance:g}, seed {args.seed}.",
-          flush=True)  # fmt: skip
+          f"{'EMA' if ema else 'raw'} weights) on {device}: {_describe(settings, timesteps)}, "
+          f"seed {args.seed}.", flush=True)  # fmt: skip
+    if from_record:
+        names = ", ".join(name.replace("_", " ") for name in from_record)
+        print(f"Recommended settings of the shipped model {args.pretrained!r} (its record, "
+              f"measured by scripts/measure_guidance.py): {names}. A flag overrides each.",
+              flush=True)  # fmt: skip
     start = time.perf_counter()
     try:  # the sampler checks its own arguments (guidance without labels, say)
         images = sample(
-            model, checkpoint.schedule, n=None if labels is not None else n, labels=labels,
-            sampler=sampler, steps=args.steps, eta=args.eta, guidance=args.guidance,
-            seed=args.seed, device=device, progress=not args.no_progress,
+            model, checkpoint.schedule, n=None if labels is not None or prompts else n,
+            labels=labels, prompts=prompts, seed=args.seed, device=device,
+            progress=not args.no_progress, **settings,
         )  # fmt: skip
     except ValueError as error:
         raise CliError(str(error).rstrip(".")) from None

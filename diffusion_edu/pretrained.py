@@ -4,7 +4,14 @@
 schedule it was trained with, read offline from ``data/pretrained/`` with
 ``torch.load(weights_only=True)``. Next to each weights file, a JSON file records the exact
 command that produced it and the quality measured with :mod:`diffusion_edu.metrics`
-(``scripts/make_pretrained.py`` writes both).
+(``scripts/make_pretrained.py`` writes both). The record also names the model's recommended
+sampling settings, measured with ``scripts/measure_guidance.py``:
+``sample(model, schedule, labels=..., **pretrained_info("mnist").recommended)``.
+
+``load_pretrained("mnist-text")`` is lesson 09's text-conditioned digit model: the same small
+U-Net with a tiny text encoder and cross-attention, sampled with
+``sample(model, schedule, prompts=["a bold seven leaning right"])``; its record holds the
+prompt-following scores (``scripts/make_pretrained_text.py`` trains and measures it).
 
 ``load_pretrained("spiral")`` is lesson 05's 2-D toy noise predictor, trained on the spiral with
 the lesson's own recipe (``scripts/make_pretrained_toy.py``); its record holds the fraction of
@@ -30,21 +37,31 @@ __all__ = [
     "PRETRAINED_MODELS",
     "PRETRAINED_IMAGE_MODELS",
     "PretrainedInfo",
+    "RECOMMENDABLE",
     "load_pretrained",
     "pretrained_info",
     "pretrained_losses",
 ]
 
 # name -> file stem under data/pretrained/ (weights: STEM.pt, record: STEM.json)
-PRETRAINED_MODELS: dict[str, str] = {"mnist": "mnist_unet", "spiral": "toy_spiral"}
+PRETRAINED_MODELS: dict[str, str] = {
+    "mnist": "mnist_unet",
+    "mnist-text": "mnist_text",
+    "spiral": "toy_spiral",
+}
 # The ones that draw images (what ``python -m diffusion_edu sample --pretrained`` offers);
 # "spiral" is lesson 05's 2-D toy: its samples are points in the plane, not pictures.
-PRETRAINED_IMAGE_MODELS: tuple[str, ...] = ("mnist",)
+PRETRAINED_IMAGE_MODELS: tuple[str, ...] = ("mnist", "mnist-text")
 # The script that makes each file again (named when a file is missing).
 _MAKERS: dict[str, str] = {
     "mnist": "scripts/make_pretrained.py",
+    "mnist-text": "scripts/make_pretrained_text.py",
     "spiral": "scripts/make_pretrained_toy.py",
 }
+
+
+#: The keyword arguments of ``sample()`` a record's "recommended" key may set.
+RECOMMENDABLE: tuple[str, ...] = ("sampler", "steps", "eta", "guidance", "guidance_interval")
 
 
 @dataclass(frozen=True)
@@ -55,6 +72,31 @@ class PretrainedInfo:
     weights: Path
     command: str
     record: dict[str, Any]
+
+    @property
+    def recommended(self) -> dict[str, Any]:
+        """The model's recommended sampling settings, as keyword arguments for ``sample()``.
+
+        Read from the record's "recommended" key (``{}`` if it has none), e.g.
+        ``{"sampler": "ddim", "steps": 50, "guidance": 3.0, "guidance_interval": (200, 800)}``;
+        the record's "recommended_scores" holds what they were measured to give. JSON lists
+        become tuples (``guidance_interval``). Use them as
+        ``sample(model, schedule, labels=..., **info.recommended)``; any argument given
+        after them overrides one (Python: ``{**info.recommended, "guidance": 1.0}``).
+        """
+        recommended = self.record.get("recommended", {})
+        if not isinstance(recommended, dict):
+            raise CheckpointError(
+                f"{self.weights.with_suffix('.json')}: 'recommended' must be an object of "
+                f"sample() keyword arguments, got {recommended!r}."
+            )
+        unknown = sorted(set(recommended) - set(RECOMMENDABLE))
+        if unknown:
+            raise CheckpointError(
+                f"{self.weights.with_suffix('.json')}: 'recommended' has {', '.join(unknown)}, "
+                f"which sample() settings do not include ({', '.join(RECOMMENDABLE)})."
+            )
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in recommended.items()}
 
 
 def _files(name: str) -> tuple[Path, Path]:
@@ -91,7 +133,8 @@ def load_pretrained(
     Example::
 
         model, schedule = load_pretrained("mnist")
-        digits = sample(model, schedule, labels=range(10), sampler="ddim", steps=50, guidance=2)
+        settings = pretrained_info("mnist").recommended  # sampler, steps, guidance, interval
+        digits = sample(model, schedule, labels=range(10), **settings)
 
         toy, toy_schedule = load_pretrained("spiral")  # lesson 05's 2-D noise predictor
         points = sample_points(toy, toy_schedule, n=1000)  # (diffusion_edu.toy2d)

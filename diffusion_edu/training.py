@@ -217,7 +217,8 @@ class DiffusionLoss:
                     "off-range.",
                     stacklevel=4,
                 )
-        conditional = null_condition(model, torch.zeros(1, dtype=torch.long)) is not None
+        probe = cond[:1] if cond is not None else torch.ones(1, 1, dtype=torch.long)
+        conditional = null_condition(model, probe) is not None
         if conditional and cond is None:
             raise ValueError(
                 "this model is class-conditional (it has a null_label) but no labels were "

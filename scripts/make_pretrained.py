@@ -6,12 +6,20 @@
 Writes ``data/pretrained/mnist_unet.pt`` (the EMA weights, config and schedule only: no
 optimiser state, so it stays small) and ``data/pretrained/mnist_unet.json`` (the training
 command, and the quality measured here with diffusion_edu.metrics on the 500 held-out digits).
+
+The record's recommended sampling settings ("recommended": keyword arguments for
+``sample()``, first chosen with ``scripts/measure_guidance.py``) are measured again here on the
+new weights, at ``--recommended-seeds`` ("recommended_scores"); ``--recommended JSON`` sets
+other ones. Keys that other scripts added to the old record (e.g. "dpm_solver_vs_ddim50" by
+``scripts/measure_sampling_cost.py --solver-goal``) are kept, and the script names each one
+and the command that measures it again: they describe the old weights until then.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -20,10 +28,23 @@ import torch
 from diffusion_edu.checkpoints import load_checkpoint, save_checkpoint
 from diffusion_edu.data import load_mnist
 from diffusion_edu.files import atomic_write
-from diffusion_edu.metrics import class_agreement, frechet_distance, frechet_floor, stray_pixels
+from diffusion_edu.metrics import (
+    class_agreement,
+    frechet_distance,
+    frechet_floor,
+    reference_digits,
+    stray_pixels,
+)
 from diffusion_edu.samplers import sample
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, as a module
+import measure_guidance  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
+# Keys other scripts write into the record, and the command that measures each again.
+OTHER_KEYS: dict[str, str] = {
+    "dpm_solver_vs_ddim50": "python scripts/measure_sampling_cost.py --solver-goal",
+}
 
 
 def main() -> None:
@@ -35,7 +56,15 @@ def main() -> None:
     parser.add_argument("--ddpm-per-class", type=int, default=20,
                         help="samples per digit for the DDPM-1000 vs DDIM-50 comparison "
                         "(DDPM is 20x slower; 0 skips it)")  # fmt: skip
+    parser.add_argument("--recommended", type=json.loads, default=None, metavar="JSON",
+                        help="recommended sample() settings, e.g. '{\"sampler\": \"ddim\", "
+                        "\"steps\": 50, \"guidance\": 3, \"guidance_interval\": [200, 800]}' "
+                        "(default: the old record's)")  # fmt: skip
+    parser.add_argument("--recommended-seeds", type=int, nargs="+", default=[0, 1, 2],
+                        help="seeds the recommended settings are measured at")  # fmt: skip
     args = parser.parse_args()
+    record_path = args.out.with_suffix(".json")
+    old = json.loads(record_path.read_text()) if record_path.exists() else {}
 
     checkpoint = load_checkpoint(args.checkpoint)
     model = checkpoint.build_model(ema=True)
@@ -83,7 +112,28 @@ def main() -> None:
             comparison[name] = score(labels, sampler, steps, 2.0)
             print(name, comparison[name])
         record["ddim50_vs_ddpm1000"] = comparison
-    record_path = args.out.with_suffix(".json")
+    recommended = args.recommended if args.recommended is not None else old.get("recommended")
+    if recommended:  # measured again on these weights, seed by seed
+        setting = measure_guidance.setting_from_kwargs(recommended)
+        n = len(torch.arange(10).repeat_interleave(args.per_class))
+        floor = measure_guidance.measure_floor(n)
+        heldout_digits, _ = reference_digits("test")
+        runs = [
+            measure_guidance.measure(model, checkpoint.schedule, setting, n, seed,
+                                     heldout_digits, floor["mean"])
+            for seed in args.recommended_seeds
+        ]  # fmt: skip
+        command = "python scripts/make_pretrained.py (the recommended settings, seeds " + (
+            " ".join(map(str, args.recommended_seeds)) + ")"
+        )
+        record.update(measure_guidance.recommended_keys(setting, runs, floor, command))
+        print("recommended", record["recommended"], record["recommended_scores"]["seeds"])
+    for key, value in old.items():
+        if key not in record:
+            record[key] = value
+            again = OTHER_KEYS.get(key, "the script that wrote it")
+            print(f"kept the key {key!r} of the old record: it describes the old weights until "
+                  f"you run {again}")  # fmt: skip
     atomic_write(record_path, lambda f: f.write(json.dumps(record, indent=2).encode() + b"\n"))
     print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.2f} MB) and {record_path}")
 

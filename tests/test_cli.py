@@ -307,3 +307,133 @@ def test_divergence_stops_with_exit_1_and_keeps_the_last_good_checkpoint(
     ckpt = load_checkpoint(out / "checkpoint.pt")  # still a valid file...
     assert ckpt.step == step - 1  # ...from the last step that was fine
     assert all(torch.isfinite(v).all() for v in ckpt.model_state.values())
+
+
+# ----------------------------------------------------------------------------- recommended settings
+@pytest.fixture
+def shipped_tiny(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiny_unet) -> Path:  # noqa: ANN001
+    """A tiny "mnist" shipped model (T = 50) in a temporary data folder whose record
+    recommends DDIM-3 with guidance 2.5 at 10 < t <= 40."""
+    from diffusion_edu.checkpoints import save_checkpoint
+    from diffusion_edu.schedules import NoiseSchedule
+
+    data = tmp_path / "data"
+    monkeypatch.setenv("DIFFUSION_EDU_DATA", str(data))
+    model = tiny_unet()
+    generator = torch.Generator().manual_seed(1)
+    for p in model.parameters():  # weights that make guidance visible
+        p.data.normal_(0, 0.05, generator=generator)
+    save_checkpoint(data / "pretrained" / "mnist_unet.pt", model, NoiseSchedule.cosine(T=50),
+                    step=1)  # fmt: skip
+    recommended = {"sampler": "ddim", "steps": 3, "guidance": 2.5, "guidance_interval": [10, 40]}
+    record = {"command": "train", "recommended": recommended}
+    (data / "pretrained" / "mnist_unet.json").write_text(json.dumps(record))
+    return tmp_path
+
+
+def test_sample_pretrained_uses_the_recommended_settings_and_says_so(
+    shipped_tiny: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["sample", "--pretrained", "mnist", "--labels", "1,2,3", "--no-progress"]
+    by_record = shipped_tiny / "record.png"
+    assert main([*common, "--out", str(by_record)]) == 0
+    out = capsys.readouterr().out
+    assert "DDIM-3, guidance 2.5 at 10 < t <= 40, seed 0" in out
+    assert "Recommended settings of the shipped model 'mnist'" in out
+    assert "sampler, steps, guidance, guidance interval" in out
+    spelled_out = shipped_tiny / "flags.png"
+    flags = ["--sampler", "ddim", "--steps", "3", "--eta", "0", "--guidance", "2.5",
+             "--guidance-interval", "10", "40"]  # fmt: skip
+    assert main([*common, "--out", str(spelled_out), *flags]) == 0
+    assert "Recommended settings" not in capsys.readouterr().out  # every flag given
+    assert (plt.imread(by_record) == plt.imread(spelled_out)).all()
+
+
+def test_a_flag_overrides_one_recommended_setting_and_keeps_the_others(
+    shipped_tiny: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    common = ["sample", "--pretrained", "mnist", "--labels", "1,2,3", "--no-progress"]
+    plain, everywhere, full = (shipped_tiny / f"{name}.png" for name in ("p", "e", "f"))
+    assert main([*common, "--out", str(plain), "--guidance", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "DDIM-3, guidance 1, seed 0" in out and ": sampler, steps, guidance interval." in out
+    assert main([*common, "--out", str(everywhere), "--guidance-interval", "0", "50"]) == 0
+    assert "guidance 2.5 at 0 < t <= 50" in capsys.readouterr().out
+    # The same weights as a plain checkpoint (no recommended settings): guided at every step.
+    weights = shipped_tiny / "data" / "pretrained" / "mnist_unet.pt"
+    assert main(["sample", "--checkpoint", str(weights), "--labels", "1,2,3", "--no-progress",
+                 "--out", str(full), "--steps", "3", "--guidance", "2.5"]) == 0  # fmt: skip
+    assert "Recommended settings" not in capsys.readouterr().out
+    assert (plt.imread(everywhere) == plt.imread(full)).all()  # 0 < t <= T: every step
+    assert not (plt.imread(plain) == plt.imread(full)).all()
+    # Another sampler: the recommended steps belong to DDIM, so DDPM takes its own T steps.
+    assert main([*common, "--out", str(plain), "--sampler", "ddpm"]) == 0
+    out = capsys.readouterr().out
+    assert (
+        "DDPM-50, guidance 2.5 at 10 < t <= 40" in out and ": guidance, guidance interval." in out
+    )
+
+
+def test_a_bad_guidance_interval_is_explained(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["sample", "--checkpoint", str(trained / "checkpoint.pt"), "--out",
+            str(tmp_path / "s.png"), "--no-progress", "--guidance", "2",
+            "--guidance-interval"]  # fmt: skip
+    assert main([*argv, "80", "20"]) == 2
+    assert "0 <= t_lo < t_hi <= T=100" in error_line(capsys)
+    with pytest.raises(SystemExit) as info:
+        main([*argv, "20"])
+    assert info.value.code == 2 and "expected 2 arguments" in error_line(capsys)
+    with pytest.raises(SystemExit):
+        main([*argv, "-5", "20"])
+    capsys.readouterr()
+
+
+# ----------------------------------------------------------------------------- prompts
+@pytest.fixture
+def text_checkpoint(tmp_path: Path, tiny_unet) -> Path:  # noqa: ANN001
+    """A tiny text-conditioned U-Net (untrained), saved as a checkpoint with T = 20."""
+    from diffusion_edu.checkpoints import save_checkpoint
+    from diffusion_edu.schedules import NoiseSchedule
+    from diffusion_edu.text import VOCABULARY
+
+    model = tiny_unet(num_classes=None, text_vocab_size=len(VOCABULARY))
+    path = tmp_path / "text.pt"
+    save_checkpoint(path, model, NoiseSchedule.cosine(T=20), step=1)
+    return path
+
+
+def test_sample_draws_one_row_per_prompt_from_a_text_model(
+    text_checkpoint: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "prompts.png"
+    assert main(["sample", "--checkpoint", str(text_checkpoint), "--prompt", "a bold seven",
+                 "--prompt", "a thin 3 leaning left", "--per-class", "3", "--steps", "2",
+                 "--guidance", "2", "--out", str(out), "--no-progress"]) == 0  # fmt: skip
+    assert plt.imread(out).shape[:2] == (2 * 30 + 2, 3 * 30 + 2)  # 2 rows (prompts) x 3
+    assert main(["sample", "--checkpoint", str(text_checkpoint), "--prompt", "a 1", "--prompt",
+                 "a 2", "--n", "5", "--steps", "2", "--out", str(out),
+                 "--no-progress"]) == 0  # fmt: skip
+    assert plt.imread(out).shape[:2] == (2 * 30 + 2, 3 * 30 + 2)  # 5 images, 3 per row
+
+
+def test_prompt_mistakes_are_explained(
+    trained: Path, text_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = ["--out", str(tmp_path / "s.png"), "--no-progress", "--steps", "2"]
+    labelled = ["sample", "--checkpoint", str(trained / "checkpoint.pt"), *png]
+    text = ["sample", "--checkpoint", str(text_checkpoint), *png]
+    assert main([*labelled, "--prompt", "a bold seven"]) == 2
+    assert (
+        "--prompt: this model is not text-conditioned (it is class-conditional: use --labels)"
+        in (error_line(capsys))
+    )
+    assert main([*text, "--prompt", "a purple seven"]) == 2
+    line = error_line(capsys)
+    assert "unknown word 'purple'" in line and "leaning right" in line  # lists the vocabulary
+    assert main([*text, "--labels", "1,2"]) == 2
+    assert "this model is text-conditioned; give --prompt TEXT" in error_line(capsys)
+    with pytest.raises(SystemExit) as info:
+        main([*text, "--labels", "1", "--prompt", "a one"])
+    assert info.value.code == 2 and "not allowed with argument" in error_line(capsys)

@@ -27,6 +27,7 @@ from diffusion_edu.metrics import (
     frechet_distance_from_statistics,
     frechet_floor,
     frechet_floor_draws,
+    frechet_floor_subsets,
     gaussian_statistics,
     load_sampling_cost,
     measure_sampling_cost,
@@ -155,6 +156,45 @@ def test_floor_shrinks_with_more_samples() -> None:
     assert frechet_floor(2000, seed=0) < frechet_floor(200, seed=0)
 
 
+def test_floor_subsets_are_class_balanced_like_the_samples(train) -> None:
+    """n a multiple of 10: each real subset holds n / 10 of every digit, as the course's
+    samples (balanced_labels) and the held-out set (50 per digit) do."""
+    labels = train[1]
+    subsets = frechet_floor_subsets(labels, 500, repeats=10, seed=0)
+    assert len(subsets) == 10
+    for subset in subsets:
+        assert subset.shape == (500,) and subset.unique().numel() == 500  # no repeats
+        assert torch.equal(torch.bincount(labels[subset], minlength=10), torch.full((10,), 50))
+    assert not torch.equal(subsets[0].sort().values, subsets[1].sort().values)  # fresh draws
+    again = frechet_floor_subsets(labels, 500, repeats=10, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(subsets, again, strict=True))  # seeded
+    for subset in frechet_floor_subsets(labels, 200, repeats=3, seed=1):
+        assert torch.equal(torch.bincount(labels[subset], minlength=10), torch.full((10,), 20))
+
+
+def test_floor_subsets_fall_back_to_random_draws_when_balance_is_impossible(train) -> None:
+    labels = train[1]
+    odd = frechet_floor_subsets(labels, 205, repeats=2, seed=0)  # not a multiple of 10
+    assert all(s.shape == (205,) and s.unique().numel() == 205 for s in odd)
+    assert torch.bincount(labels[odd[0]], minlength=10).tolist() != [20] * 10
+    few = torch.tensor([0, 0, 0] + [1] * 10)  # 8 = 2 x 4, but class 0 has only 3 members
+    subset = frechet_floor_subsets(few, 8, repeats=1, seed=0)[0]
+    assert subset.shape == (8,) and subset.unique().numel() == 8
+
+
+@pytest.mark.parametrize("n", [1, 4501, 2.5, True])
+def test_floor_subsets_bad_size_is_a_clear_error(train, n) -> None:
+    with pytest.raises(ValueError, match=r"n must be a whole number in 2\.\.4500"):
+        frechet_floor_subsets(train[1], n)
+
+
+def test_the_floor_is_measured_on_the_balanced_subsets(heldout, train) -> None:
+    draws = frechet_floor_draws(500, repeats=3, seed=5)
+    subsets = frechet_floor_subsets(train[1], 500, repeats=3, seed=5)
+    for draw, subset in zip(draws, subsets, strict=True):
+        assert draw == pytest.approx(frechet_distance(train[0][subset], heldout[0]), rel=1e-6)
+
+
 # ----------------------------------------------------------------------------- memorisation
 
 
@@ -197,9 +237,10 @@ def test_evaluate_samples_prints_a_table_of_all_three(heldout, capsys) -> None:
 
 def test_small_sample_report_says_its_frechet_numbers_are_noise(train, capsys) -> None:
     """Lesson 07's quick mode scores 100 samples: a ratio below 1 there must not read as
-    better-than-real digits. Here 100 REAL digits (a random draw) stand in for the samples."""
+    better-than-real digits. Here 100 REAL digits (10 of each, as a class-balanced run of
+    samples has; a draw other than the floor's) stand in for the samples."""
     images, labels = train
-    pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))[:100]
+    pick = frechet_floor_subsets(labels, 100, repeats=1, seed=5)[0]
     report = evaluate_samples(images[pick], labels[pick])
     draws = frechet_floor_draws(100)
     assert report.frechet_floor == pytest.approx(sum(draws) / len(draws))  # the floor: their mean

@@ -35,6 +35,20 @@ def _execute(path: Path):
     return notebook
 
 
+def _stdout(cell) -> str:  # noqa: ANN001
+    return "".join(o.text for o in cell.outputs if o.output_type == "stream" and o.name == "stdout")
+
+
+def _lesson09(code_cells: list) -> None:  # noqa: ANN001
+    """Lesson 09 shows the tokenizer refusing an unknown word as a message, not a traceback."""
+    cell = next(c for c in code_cells if 'tokenize("a purple seven")' in c.source)
+    assert "unknown word 'purple'" in _stdout(cell)
+
+
+# What a lesson's run must show beyond "every cell ran without an error" (by lesson prefix).
+LESSON_CHECKS = {"09": _lesson09}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", LESSONS, ids=[p.stem for p in LESSONS])
 def test_lesson_executes_under_nbclient(path: Path) -> None:
@@ -60,3 +74,5 @@ def test_lesson_executes_under_nbclient(path: Path) -> None:
         if "application/vnd.jupyter.widget-view+json" in out.get("data", {})
     ]
     assert all(model_id in saved for model_id in shown), "a shown widget is missing its state"
+    if path.stem[:2] in LESSON_CHECKS:
+        LESSON_CHECKS[path.stem[:2]](code_cells)

@@ -93,3 +93,45 @@ def test_missing_toy_weights_name_the_script_that_makes_them(tmp_path, monkeypat
     monkeypatch.setattr("diffusion_edu.data.repo_data_dir", lambda: tmp_path)
     with pytest.raises(FileNotFoundError, match="make_pretrained_toy.py"):
         load_pretrained("spiral")
+
+
+def _record_with(tmp_path, monkeypatch, tiny_unet, **keys):  # noqa: ANN001, ANN202
+    """A fake shipped "mnist" model in a temporary data folder, its record holding ``keys``."""
+    monkeypatch.setenv("DIFFUSION_EDU_DATA", str(tmp_path))
+    save_checkpoint(tmp_path / "pretrained" / "mnist_unet.pt", tiny_unet(),
+                    NoiseSchedule.cosine(T=50), step=1)  # fmt: skip
+    record = {"command": "train", **keys}
+    (tmp_path / "pretrained" / "mnist_unet.json").write_text(json.dumps(record))
+    return pretrained_info("mnist")
+
+
+def test_recommended_settings_are_sample_keyword_arguments_from_the_record(
+    tmp_path, monkeypatch, tiny_unet
+):
+    settings = {"sampler": "ddim", "steps": 10, "guidance": 3.0, "guidance_interval": [10, 40]}
+    info = _record_with(tmp_path, monkeypatch, tiny_unet, recommended=settings)
+    assert info.recommended == {**settings, "guidance_interval": (10, 40)}  # JSON list -> tuple
+    model, schedule = load_pretrained("mnist")
+    kwargs = dict(labels=[1, 2], seed=0, progress=False)
+    got = sample(model, schedule, **kwargs, **info.recommended)
+    expected = sample(model, schedule, sampler="ddim", steps=10, guidance=3.0,
+                      guidance_interval=(10, 40), **kwargs)  # fmt: skip
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert _record_with(tmp_path, monkeypatch, tiny_unet).recommended == {}  # no key: nothing
+
+
+@pytest.mark.parametrize(
+    "recommended, match",
+    [
+        ({"sampler": "ddim", "temperature": 0.7}, "'recommended' has temperature"),
+        (["ddim", 50], "must be an object of sample\\(\\) keyword arguments"),
+    ],
+)
+def test_a_bad_recommended_key_is_a_clear_error(
+    tmp_path, monkeypatch, tiny_unet, recommended, match
+):
+    from diffusion_edu.checkpoints import CheckpointError
+
+    info = _record_with(tmp_path, monkeypatch, tiny_unet, recommended=recommended)
+    with pytest.raises(CheckpointError, match=match):
+        info.recommended  # noqa: B018

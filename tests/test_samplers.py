@@ -10,15 +10,18 @@ from diffusion_edu import NoiseSchedule, q_sample, sample
 from diffusion_edu.forward import q_posterior
 from diffusion_edu.samplers import (
     DEFAULT_STEPS,
+    check_guidance_interval,
     ddim_step,
     ddim_timesteps,
     ddpm_step,
     dpm_solver_pp_step,
     euler_step,
+    guided_prediction,
     sample_steps,
     sampling_timesteps,
     sdedit,
     slerp,
+    step_guidance,
 )
 from diffusion_edu.targets import TARGETS, predict_x0_from_eps, regression_target, split_prediction
 
@@ -259,7 +262,9 @@ def test_bad_sample_arguments_give_clear_errors():
         sample(m, S, n=1, sampler="heun", shape=(1, 4, 4))
     with pytest.raises(ValueError, match="predicts 'eps': use sampler='ddim'"):
         sample(m, S, n=1, sampler="euler", shape=(1, 4, 4))
-    with pytest.raises(ValueError, match="labels=... or cond=..., not both"):
+    with pytest.raises(
+        ValueError, match="one of labels=..., cond=... or prompts=..., not labels and cond"
+    ):
         sample(m, S, labels=[1], cond=torch.zeros(1, 3), shape=(1, 4, 4))
     with pytest.raises(ValueError, match="n=3 but 2 labels"):
         sample(m, S, n=3, labels=[1, 2], shape=(1, 4, 4))
@@ -848,3 +853,186 @@ def test_sample_rejects_an_x_T_that_does_not_fit(tiny_unet) -> None:
         sample(model, schedule, labels=[1, 2, 3], x_T=torch.zeros(2, 1, 28, 28))
     with pytest.raises(ValueError, match=r"x_T's images are \(1, 28, 28\), but shape"):
         sample(model, schedule, n=2, x_T=torch.zeros(2, 1, 28, 28), shape=(1, 14, 14))
+
+
+# --------------------------------------------------------------------------- guidance interval
+class CallCounter:
+    """A noise predictor (no null label: guidance calls it twice, with cond and with None) that
+    counts its calls per timestep; guided steps get a different prediction than plain ones."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def __call__(self, x_t, t, cond=None):  # noqa: ANN001, ANN204
+        self.calls.append(int(t[0]))
+        return 0.1 * x_t + (0.0 if cond is None else 0.05 * cond.view(-1, 1, 1, 1))
+
+
+def test_guidance_interval_covering_every_step_is_full_guidance_exactly(tiny_unet):
+    model = busy_unet(tiny_unet, 4)
+    schedule = NoiseSchedule.cosine(T=40)
+    for sampler, steps in (("ddim", 8), ("ddpm", None), ("dpm-solver++", 6)):
+        kwargs = dict(labels=[2, 5, 5], sampler=sampler, steps=steps, eta=0.0, seed=3,
+                      progress=False)  # fmt: skip
+        full = sample(model, schedule, guidance=3.0, **kwargs)
+        everywhere = sample(model, schedule, guidance=3.0, guidance_interval=(0, 40), **kwargs)
+        plain = sample(model, schedule, guidance=1.0, **kwargs)
+        assert_close(everywhere, full, rtol=0, atol=0)
+        assert not torch.allclose(full, plain, atol=1e-4)  # guidance does change the digits
+
+
+def test_guidance_interval_that_guides_no_visited_step_is_guidance_1_exactly(tiny_unet):
+    model = busy_unet(tiny_unet, 4)
+    schedule = NoiseSchedule.cosine(T=1000)
+    kwargs = dict(labels=[0, 9], sampler="ddim", steps=10, seed=1, progress=False)
+    plain = sample(model, schedule, guidance=1.0, **kwargs)
+    # DDIM-10 visits t = 1000, 900, ..., 100: none lies in (900, 999] or (0, 99].
+    for interval in ((900, 999), (0, 99)):
+        got = sample(model, schedule, guidance=4.0, guidance_interval=interval, **kwargs)
+        assert_close(got, plain, rtol=0, atol=0)
+    # An interval with guidance 1 is allowed and changes nothing.
+    assert_close(sample(model, schedule, guidance_interval=(200, 800), **kwargs), plain,
+                 rtol=0, atol=0)  # fmt: skip
+
+
+def test_guidance_interval_guides_t_lo_below_t_up_to_t_hi_and_saves_model_calls():
+    schedule = NoiseSchedule.linear(T=1000)
+    x_T = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([1, 2])
+    for interval, guided in (
+        (None, [1000, 900, 800, 700, 600, 500, 400, 300, 200, 100]),
+        ((300, 700), [700, 600, 500, 400]),  # 300 < t <= 700: 700 in, 300 out
+        ((299, 700), [700, 600, 500, 400, 300]),
+        ((900, 1000), [1000]),
+        ((0, 1000), [1000, 900, 800, 700, 600, 500, 400, 300, 200, 100]),
+    ):
+        model = CallCounter()
+        steps = list(sample_steps(model, schedule, x_T, labels, "ddim", 10, guidance=2.5,
+                                  clip_x0=False, guidance_interval=interval))  # fmt: skip
+        assert [s.t for s in steps if s.guidance == 2.5] == guided
+        assert all(s.guidance == 1.0 for s in steps if s.t not in guided)
+        # two calls (cond, no cond) at a guided step, one elsewhere
+        assert len(model.calls) == 10 + len(guided)
+        assert sorted(set(t for t in model.calls if model.calls.count(t) == 2)) == sorted(guided)
+        assert [step_guidance(t, 2.5, interval) for t in range(1000, 0, -100)] == [
+            2.5 if t in guided else 1.0 for t in range(1000, 0, -100)
+        ]
+
+
+def test_guidance_interval_outside_mixes_nothing_inside_mixes_as_full_guidance():
+    """At a guided step eps = eps_uncond + w (eps_cond - eps_uncond); elsewhere eps_cond."""
+    schedule = NoiseSchedule.linear(T=100)
+    x_T = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([1.0, 3.0])
+    steps = list(sample_steps(CallCounter(), schedule, x_T, labels, "ddim", 4, guidance=3.0,
+                              clip_x0=False, guidance_interval=(50, 100)))  # fmt: skip
+    for step in steps:
+        eps_cond = 0.1 * step.x_t + 0.05 * labels.view(-1, 1, 1, 1)
+        eps_uncond = 0.1 * step.x_t
+        w = 3.0 if 50 < step.t <= 100 else 1.0
+        eps = eps_uncond + w * (eps_cond - eps_uncond)
+        expected = predict_x0_from_eps(step.x_t, torch.full((2,), step.t), eps, schedule)
+        assert_close(step.x0_hat, expected)
+    assert [s.guidance for s in steps] == [3.0, 3.0, 1.0, 1.0]  # t = 100, 75 | 50, 25
+
+
+def test_sdedit_guidance_interval_counts_in_the_full_runs_timesteps():
+    schedule = NoiseSchedule.linear(T=1000)
+    images = torch.zeros(2, 1, 4, 4)
+    model = CallCounter()
+    sdedit(model, schedule, images, 500, labels=torch.tensor([1, 2]), steps=5, guidance=2.0,
+           guidance_interval=(200, 400), clip_x0=False)  # fmt: skip
+    # from t_start = 500 in 5 steps: 500, 400, 300, 200, 100; guided: 400, 300
+    assert model.calls == [500, 400, 400, 300, 300, 200, 100]
+
+
+@pytest.mark.parametrize(
+    "interval, match",
+    [
+        (5, "must be a pair"),
+        ("ab", "must be a pair"),
+        ((100,), "two timesteps, got 1 values"),
+        ((1, 2, 3), "two timesteps, got 3 values"),
+        ((100.5, 200), "t_lo must be a whole number"),
+        ((100, True), "t_hi must be a whole number"),
+        ((500, 500), r"0 <= t_lo < t_hi <= T=1000"),
+        ((600, 500), r"got \(600, 500\)"),
+        ((-1, 500), r"0 <= t_lo < t_hi <= T=1000"),
+        ((0, 1001), r"0 <= t_lo < t_hi <= T=1000"),
+    ],
+)
+def test_bad_guidance_interval_gives_a_clear_error(interval, match):
+    model = lambda x, t, labels: x  # noqa: E731
+    with pytest.raises(ValueError, match=match):
+        sample(model, S, labels=[1], guidance=2.0, guidance_interval=interval, shape=(1, 4, 4))
+    with pytest.raises(ValueError, match=match):  # with guidance 1 too: a mistake all the same
+        sdedit(model, S, torch.zeros(1, 1, 4, 4), 10, labels=[1], guidance_interval=interval)
+    with pytest.raises(ValueError, match=match):
+        check_guidance_interval(interval, 1000)
+
+
+def test_check_guidance_interval_accepts_a_json_list_and_returns_a_tuple():
+    assert check_guidance_interval([200, 800], 1000) == (200, 800)
+    assert check_guidance_interval(None, 1000) is None
+    assert check_guidance_interval((0, 1000), 1000) == (0, 1000)
+
+
+# --------------------------------------------------------------------------- prompts
+class PromptSpy(nn.Module):
+    """A text model stand-in: its "no prompt" is all padding; predicts from the token ids."""
+
+    def null_condition(self, cond):  # noqa: ANN001, ANN201
+        return torch.zeros_like(cond)
+
+    def forward(self, x_t, t, cond=None):  # noqa: ANN001, ANN201
+        return 0.1 * x_t + 0.01 * cond.float().sum(dim=1).view(-1, 1, 1, 1)
+
+
+def test_prompts_are_the_same_as_cond_from_the_tokenizer():
+    from diffusion_edu.text import tokenize
+
+    schedule = NoiseSchedule.linear(T=50)
+    prompts = ["a bold seven", "a thin 3 leaning left"]
+    kwargs = dict(sampler="ddim", steps=5, guidance=2.0, seed=0, shape=(1, 4, 4), clip_x0=False,
+                  progress=False)  # fmt: skip
+    by_prompt = sample(PromptSpy(), schedule, prompts=prompts, **kwargs)
+    by_cond = sample(PromptSpy(), schedule, cond=tokenize(prompts), **kwargs)
+    assert by_prompt.shape == (2, 1, 4, 4)
+    assert_close(by_prompt, by_cond, rtol=0, atol=0)
+    other = sample(PromptSpy(), schedule, prompts=["a bold seven", "a thin 4"], **kwargs)
+    assert not torch.equal(other[1], by_prompt[1])  # the prompt matters
+    single = sample(PromptSpy(), schedule, prompts="a bold seven", **kwargs)  # one string: one
+    assert_close(single, by_prompt[:1], rtol=0, atol=0)
+    images = torch.zeros(2, 1, 4, 4)
+    a = sdedit(PromptSpy(), schedule, images, 30, prompts=prompts, seed=1, clip_x0=False)
+    b = sdedit(PromptSpy(), schedule, images, 30, cond=tokenize(prompts), seed=1, clip_x0=False)
+    assert_close(a, b, rtol=0, atol=0)
+
+
+def test_prompts_mistakes_give_clear_errors():
+    from diffusion_edu.text import PromptError
+
+    schedule = NoiseSchedule.linear(T=50)
+    kwargs = dict(shape=(1, 4, 4), progress=False)
+    with pytest.raises(ValueError, match="not labels and prompts"):
+        sample(PromptSpy(), schedule, labels=[1], prompts=["a seven"], **kwargs)
+    with pytest.raises(ValueError, match="not cond and prompts"):
+        sample(PromptSpy(), schedule, cond=torch.zeros(1, 8), prompts=["a seven"], **kwargs)
+    with pytest.raises(ValueError, match="n=3 but 2 prompts"):
+        sample(PromptSpy(), schedule, n=3, prompts=["a seven", "a two"], **kwargs)
+    with pytest.raises(PromptError, match="unknown word 'purple'"):
+        sample(PromptSpy(), schedule, prompts=["a purple seven"], **kwargs)
+    with pytest.raises(ValueError, match="not labels and prompts"):
+        sdedit(PromptSpy(), schedule, torch.zeros(1, 1, 4, 4), 10, labels=[1], prompts="a one")
+
+
+def test_guided_prediction_is_ho_and_salimans_eq_6_with_the_courses_w():
+    cond, uncond = torch.tensor([2.0, -1.0]), torch.tensor([0.5, 1.0])
+    assert_close(guided_prediction(cond, uncond, 1.0), cond)  # w = 1: conditional
+    assert_close(guided_prediction(cond, uncond, 0.0), uncond)  # w = 0: unconditional
+    w_theirs = 2.0  # Ho & Salimans: (1 + w) eps_cond - w eps_uncond
+    assert_close(
+        guided_prediction(cond, uncond, w_theirs + 1), (1 + w_theirs) * cond - w_theirs * uncond
+    )
+    with pytest.raises(ValueError, match="pred_uncond must have"):
+        guided_prediction(cond, torch.zeros(3), 2.0)

@@ -16,6 +16,9 @@ skip connections between levels of the same resolution - but changes the parts:
 * **A time embedding** added inside every residual block, so one network serves every noise
   level t (and, here, a class embedding for the digit label, the "prompt").
 * **Self-attention** at the lowest resolution, so far-apart pixels can talk.
+* Optionally (``text_vocab_size``), a **text encoder** and **cross-attention** at every
+  downsampled level, so the pixels can read a typed prompt (lesson 09;
+  :mod:`~diffusion_edu.models.text_encoder`).
 * **Strided convolution** down and **nearest-neighbour upsampling + 3x3 convolution** up.
 
 The output layer is zero-initialised, so an untrained model predicts eps_hat = 0.
@@ -30,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from diffusion_edu.models.embeddings import sinusoidal_embedding
+from diffusion_edu.models.text_encoder import CrossAttention, TextEncoder
 from diffusion_edu.targets import Target, check_target
 
 __all__ = ["UNet", "UNetConfig", "count_parameters"]
@@ -54,6 +58,13 @@ class UNetConfig:
         prediction: what the network outputs (:mod:`diffusion_edu.targets`): ``"eps"``
             (the noise, DDPM's choice and the course's default), ``"x0"``, ``"v"`` or ``"flow"``.
             The loss trains it to that target and the samplers read it back.
+        text_vocab_size: condition on a prompt instead of a class label: the number of token
+            ids (``len(diffusion_edu.text.VOCABULARY)``), or None (no text). The model is then
+            called with token ids ``(B, text_length)`` from :func:`diffusion_edu.text.tokenize`.
+        text_length: token ids per prompt.
+        text_dim: width of the token vectors.
+        text_layers: Transformer layers in the text encoder.
+        text_heads: attention heads in the text encoder (cross-attention uses ``num_heads``).
     """
 
     image_size: int = 28
@@ -67,6 +78,11 @@ class UNetConfig:
     dropout: float = 0.0
     groups: int = 8
     prediction: Target = "eps"
+    text_vocab_size: int | None = None
+    text_length: int = 8
+    text_dim: int = 64
+    text_layers: int = 1
+    text_heads: int = 4
 
     def __post_init__(self) -> None:
         check_target(self.prediction)
@@ -96,6 +112,19 @@ class UNetConfig:
             problems.append(f"num_classes must be None or >= 1, got {self.num_classes}")
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.text_vocab_size is not None:
+            if self.num_classes is not None:
+                problems.append("give num_classes (labels) or text_vocab_size (prompts), not both")
+            if self.text_vocab_size < 3:
+                problems.append(f"text_vocab_size must be >= 3, got {self.text_vocab_size}")
+            if self.text_length < 1 or self.text_layers < 1:
+                problems.append("text_length and text_layers must be >= 1")
+            if self.text_dim < 1 or self.text_dim % self.text_heads:
+                problems.append(
+                    f"text_heads={self.text_heads} must divide text_dim={self.text_dim}"
+                )
+            if any((self.base_channels * m) % self.num_heads for m in self.channel_mults[1:]):
+                problems.append("num_heads must divide the channels of every downsampled level")
         if problems:
             raise ValueError("invalid UNetConfig: " + "; ".join(problems) + ".")
 
@@ -158,6 +187,8 @@ class UNet(nn.Module):
     * ``labels``: LongTensor ``(B,)`` of class ids, or None. The extra class id
       ``model.null_label`` (= num_classes) means "no label"; training replaces some labels with
       it so that the same model can also predict unconditionally (classifier-free guidance).
+      For a text model (``config.text_vocab_size``), token ids ``(B, text_length)`` instead;
+      the empty prompt (:meth:`null_condition`) is its "no condition".
     """
 
     config_class = UNetConfig
@@ -175,6 +206,23 @@ class UNet(nn.Module):
             nn.Embedding(config.num_classes + 1, emb_dim) if config.num_classes else None
         )
         self.conv_in = nn.Conv2d(config.in_channels, chs[0], 3, padding=1)
+        text = config.text_vocab_size is not None
+        self.text_encoder = (
+            TextEncoder(
+                config.text_vocab_size,
+                config.text_length,
+                config.text_dim,
+                config.text_layers,
+                config.text_heads,
+            )  # fmt: skip
+            if text
+            else None
+        )
+
+        def cross(ch: int, level: int) -> nn.Module:  # cross-attention below full resolution
+            if level == 0:
+                return nn.Identity()
+            return CrossAttention(ch, config.text_dim, config.num_heads, config.groups)
 
         def block(i: int, o: int) -> ResBlock:
             return ResBlock(i, o, emb_dim, config.groups, config.dropout)
@@ -183,6 +231,8 @@ class UNet(nn.Module):
         # then a strided conv that halves the resolution (not after the last level).
         self.down_blocks = nn.ModuleList()
         self.downsamples = nn.ModuleList()
+        # With text: one cross-attention after every residual block (identity at level 0).
+        self.down_cross = nn.ModuleList() if text else None
         ch = chs[0]
         for level, out_ch in enumerate(chs):
             self.down_blocks.append(
@@ -190,6 +240,10 @@ class UNet(nn.Module):
                     [block(ch if j == 0 else out_ch, out_ch) for j in range(config.num_res_blocks)]
                 )
             )
+            if self.down_cross is not None:
+                self.down_cross.append(
+                    nn.ModuleList([cross(out_ch, level) for _ in range(config.num_res_blocks)])
+                )
             ch = out_ch
             last = level == len(chs) - 1
             self.downsamples.append(
@@ -203,12 +257,14 @@ class UNet(nn.Module):
             if config.attention
             else nn.Identity()
         )
+        self.mid_cross = cross(ch, len(chs)) if text else None
         self.mid2 = block(ch, ch)
 
         # Upsampling stack, mirror image: each residual block takes the matching skip
         # (concatenated along channels), then upsampling to the next level's size.
         self.up_blocks = nn.ModuleList()
         self.upsamples = nn.ModuleList()
+        self.up_cross = nn.ModuleList() if text else None
         for level in reversed(range(len(chs))):
             out_ch = chs[level]
             self.up_blocks.append(
@@ -219,6 +275,10 @@ class UNet(nn.Module):
                     ]
                 )
             )
+            if self.up_cross is not None:
+                self.up_cross.append(
+                    nn.ModuleList([cross(out_ch, level) for _ in range(config.num_res_blocks)])
+                )
             ch = out_ch
             self.upsamples.append(nn.Conv2d(ch, ch, 3, padding=1) if level > 0 else nn.Identity())
 
@@ -229,8 +289,24 @@ class UNet(nn.Module):
 
     @property
     def null_label(self) -> int | None:
-        """The class id that means "no label" (None for an unconditional model)."""
+        """The class id that means "no label" (None for an unconditional or a text model)."""
         return self.config.num_classes
+
+    @property
+    def reads_text(self) -> bool:
+        """Whether the model is conditioned on a prompt (token ids) rather than a label."""
+        return self.text_encoder is not None
+
+    def null_condition(self, cond: torch.Tensor) -> torch.Tensor | None:
+        """The "no condition" shaped like ``cond``: the empty prompt (``<start>`` then padding)
+        for a text model, the label ``null_label`` for a class model, None if unconditional."""
+        if self.text_encoder is not None:
+            null = torch.full_like(cond, self.text_encoder.pad_id)
+            null[:, 0] = cond[:, 0]  # every prompt starts with the same <start> token
+            return null
+        if self.config.num_classes is None:
+            return None
+        return torch.full_like(cond, self.config.num_classes)
 
     @property
     def prediction(self) -> Target:
@@ -250,21 +326,77 @@ class UNet(nn.Module):
         self, x_t: torch.Tensor, t: int | torch.Tensor, labels: torch.Tensor | None = None
     ) -> torch.Tensor:
         t, labels = self._check_inputs(x_t, t, labels)
-        emb = self.embed(t, labels)
+        if self.text_encoder is not None:  # labels are token ids (B, L)
+            tokens = labels if labels is not None else self._empty_prompts(x_t.shape[0], x_t)
+            context, pad = self.text_encoder(tokens), tokens == self.text_encoder.pad_id
+            emb = self.embed(t, None)
+
+            def read(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
+                return h if isinstance(layer, nn.Identity) else layer(h, context, pad)
+        else:
+            emb = self.embed(t, labels)
+
+            def read(layer: nn.Module, h: torch.Tensor) -> torch.Tensor:
+                return h
+
+        down_cross = self.down_cross or [[nn.Identity()] * len(b) for b in self.down_blocks]
+        up_cross = self.up_cross or [[nn.Identity()] * len(b) for b in self.up_blocks]
         h = self.conv_in(x_t)  # (B, chs[0], H, W)
         skips = []
-        for blocks, down in zip(self.down_blocks, self.downsamples, strict=True):
-            for blk in blocks:
-                h = blk(h, emb)
+        for blocks, crosses, down in zip(
+            self.down_blocks, down_cross, self.downsamples, strict=True
+        ):
+            for blk, cross in zip(blocks, crosses, strict=True):
+                h = read(cross, blk(h, emb))
                 skips.append(h)
             h = down(h)  # (B, ch, H/2, W/2) except at the last level
-        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
-        for blocks, up in zip(self.up_blocks, self.upsamples, strict=True):
-            for blk in blocks:
-                h = blk(torch.cat([h, skips.pop()], dim=1), emb)  # (B, ch + skip_ch, H, W) in
+        h = self.mid_attn(self.mid1(h, emb))
+        if self.mid_cross is not None:
+            h = read(self.mid_cross, h)
+        h = self.mid2(h, emb)
+        for blocks, crosses, up in zip(self.up_blocks, up_cross, self.upsamples, strict=True):
+            for blk, cross in zip(blocks, crosses, strict=True):
+                h = read(cross, blk(torch.cat([h, skips.pop()], dim=1), emb))  # cat: ch + skip
             if skips:  # go up to the next level's size (7 -> 14 -> 28; odd sizes work too)
                 h = up(F.interpolate(h, size=skips[-1].shape[-2:], mode="nearest"))
         return self.conv_out(F.silu(self.norm_out(h)))  # (B, C, H, W)
+
+    def _empty_prompts(self, batch: int, like: torch.Tensor) -> torch.Tensor:
+        tokens = torch.zeros(batch, self.config.text_length, dtype=torch.long, device=like.device)
+        return self.null_condition(tokens + 1)  # type: ignore[return-value]  # <start> = 1
+
+    def cross_attention_layers(self) -> dict[str, CrossAttention]:
+        """The cross-attention layers by name (e.g. ``"down_cross.1.0"``), in forward order."""
+        return {name: m for name, m in self.named_modules() if isinstance(m, CrossAttention)}
+
+    @torch.no_grad()
+    def cross_attention_maps(
+        self, x_t: torch.Tensor, t: int | torch.Tensor, tokens: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """How much each pixel attends to each token, per cross-attention layer.
+
+        Runs the model once on ``(x_t, t, tokens)`` and returns ``{layer name: (B, L, h, w)}``:
+        the attention weights (averaged over heads; they sum to 1 over the L tokens at every
+        pixel, padding gets 0) at that layer's resolution ``h x w``.
+        """
+        if self.text_encoder is None:
+            raise ValueError("this model has no text encoder, so no cross-attention to map.")
+        layers = self.cross_attention_layers()
+        for layer in layers.values():
+            layer.keep_attention = True
+        try:
+            self(x_t, t, tokens)
+            maps = {}
+            for name, layer in layers.items():
+                weights = layer.last_attention  # (B, heads, HW, L)
+                assert weights is not None
+                B, _, HW, L = weights.shape
+                side = int(round(HW**0.5))
+                maps[name] = weights.mean(dim=1).transpose(1, 2).reshape(B, L, side, HW // side)
+        finally:
+            for layer in layers.values():
+                layer.keep_attention, layer.last_attention = False, None
+        return maps
 
     def _check_inputs(
         self, x_t: torch.Tensor, t: int | torch.Tensor, labels: torch.Tensor | None
@@ -286,6 +418,24 @@ class UNet(nn.Module):
         if t.shape != (B,):
             raise ValueError(f"t must be an int or have shape ({B},), got {tuple(t.shape)}.")
         t = t.to(x_t.device)
+        if labels is not None and cfg.text_vocab_size is not None:
+            tokens = torch.as_tensor(labels, device=x_t.device)
+            if tokens.ndim != 2 or tokens.shape[0] != B or tokens.is_floating_point():
+                raise ValueError(
+                    f"this model reads prompts: give token ids of shape ({B}, "
+                    f"{cfg.text_length}) from diffusion_edu.text.tokenize(prompts) (or call "
+                    f"sample(..., prompts=[...])), got {tuple(tokens.shape)}."
+                )
+            if tokens.shape[1] > cfg.text_length:
+                raise ValueError(
+                    f"at most {cfg.text_length} token ids per prompt, got {tokens.shape[1]}."
+                )
+            if tokens.min() < 0 or tokens.max() >= cfg.text_vocab_size:
+                raise ValueError(
+                    f"token ids must lie in 0..{cfg.text_vocab_size - 1}, got values from "
+                    f"{tokens.min().item()} to {tokens.max().item()}."
+                )
+            return t, tokens
         if labels is not None:
             if cfg.num_classes is None:
                 raise ValueError(

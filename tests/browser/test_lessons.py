@@ -44,6 +44,25 @@ def _doubled_figures(cell: dict) -> list[str]:
     return problems
 
 
+def _lesson09_prompt_box(page: LessonPage, records: list[dict]) -> None:
+    """Lesson 09's prompt widget: the browser typed " x" after the prompt, an unknown word,
+    which must be answered in the widget (its message line), never with a traceback; the
+    guidance slider and the noise checkbox must redraw the digits."""
+    text = page.page_text()
+    assert "unknown word 'x'" in text, "the prompt box did not answer the unknown word 'x'"
+    assert "Traceback" not in text
+    widget_cell = next(r["cell"] for r in records if r["kind"] == "text")
+    typed = [r for r in records if r["cell"] == widget_cell and r["kind"] == "text"]
+    assert all("text" in r["what_changed"] for r in typed), typed  # the message line
+    for kind in ("slider", "checkbox"):
+        moved = [r for r in records if r["cell"] == widget_cell and r["kind"] == kind]
+        assert moved and all("figure" in r["what_changed"] for r in moved), (kind, moved)
+
+
+# What a lesson's widgets must do beyond "every control changes something" (by lesson prefix).
+LESSON_CHECKS = {"09": _lesson09_prompt_box}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_lesson_in_the_browser(lesson: str, browser, lab, artifacts: Path) -> None:
@@ -94,6 +113,8 @@ def test_lesson_in_the_browser(lesson: str, browser, lab, artifacts: Path) -> No
         assert not errors, (
             f"a widget change raised: {errors[0].get('ename')}: {errors[0].get('evalue')}"
         )
+        if lesson[:2] in LESSON_CHECKS:
+            LESSON_CHECKS[lesson[:2]](page, records)
         RESULTS[lesson] = records
         (artifacts / "latency.json").write_text(json.dumps(RESULTS, indent=1))
         if controls:
