@@ -3,8 +3,11 @@
 Train a class-conditional digit generator on the bundled digits, then draw a grid of samples::
 
     python -m diffusion_edu train --out runs/mnist --steps 3000 --schedule cosine
-    python -m diffusion_edu sample --checkpoint runs/mnist/checkpoint.pt --guidance 3 \\
-        --guidance-interval 200 800 --out runs/mnist/samples.png
+    python -m diffusion_edu sample --checkpoint runs/mnist/checkpoint.pt --sampler ddim \\
+        --steps 50 --eta 1 --guidance 1.5 --guidance-interval 600 900 --out runs/mnist/samples.png
+
+(the shipped model's recommended settings, spelled out: DDIM-50 with eta 1, guidance 1.5 at the
+steps with 600 < t <= 900; docs/performance.md, "Issue 12").
 
 Or skip training and sample the model that ships with the course (the quick switch). A shipped
 model samples with its recommended settings (sampler, steps, guidance, guidance interval: its
@@ -52,7 +55,7 @@ from diffusion_edu.device import pick_device
 from diffusion_edu.files import atomic_write
 from diffusion_edu.loop import TensorBatches, TrainConfig, Trainer, TrainingDivergedError
 from diffusion_edu.models.unet import UNet, UNetConfig, count_parameters
-from diffusion_edu.pretrained import PRETRAINED_IMAGE_MODELS, pretrained_info
+from diffusion_edu.pretrained import PRETRAINED_IMAGE_MODELS, RECOMMENDABLE, pretrained_info
 from diffusion_edu.recipes import MODEL_SIZES, expectation_for
 from diffusion_edu.samplers import SAMPLERS, plan_sampling, sample
 from diffusion_edu.schedules import make_schedule
@@ -552,7 +555,8 @@ def _train(args: argparse.Namespace) -> int:
         _say(rank, f"Done: {trainer.step:,} steps in {seconds / 60:.1f} min. Checkpoint: "
                    f"{out / CHECKPOINT_NAME}, loss log: {out / LOSS_LOG_NAME}.")  # fmt: skip
         _say(rank, f"Draw samples: python -m diffusion_edu sample --checkpoint "
-                   f"{out / CHECKPOINT_NAME} --guidance 2 --out {out / 'samples.png'}")  # fmt: skip
+                   f"{out / CHECKPOINT_NAME}{_recommended_flags()} "
+                   f"--out {out / 'samples.png'}")  # fmt: skip
         return 0
     finally:
         distributed.stop()
@@ -619,6 +623,26 @@ def _sampling_settings(
             settings[name] = recommended[name]
             from_record.append(name)
     return settings, from_record
+
+
+def _recommended_flags(name: str = "mnist") -> str:
+    """The shipped model's recommended settings as ``sample`` flags (" --sampler ddim ..."),
+    or " --guidance 2" if its record cannot be read."""
+    try:
+        recommended = pretrained_info(name).recommended
+    except (FileNotFoundError, CheckpointError, KeyError):
+        return " --guidance 2"
+    flags = ""
+    for key in RECOMMENDABLE:
+        if key not in recommended:
+            continue
+        value = recommended[key]
+        if isinstance(value, tuple):  # guidance_interval: two numbers
+            text = " ".join(map(str, value))
+        else:
+            text = f"{value:g}" if isinstance(value, float) else str(value)
+        flags += f" --{key.replace('_', '-')} {text}"
+    return flags
 
 
 def _describe(settings: dict[str, Any], timesteps: list[int]) -> str:

@@ -40,6 +40,7 @@ __all__ = [
     "quick_mode",
     "describe_device",
     "cpu_has_native_bf16",
+    "cpu_model_name",
     "TINY_MODEL_PARAMETERS",
     "threads_for",
     "cpu_threads",
@@ -90,6 +91,23 @@ def cpu_has_native_bf16() -> bool:
             return False
         return "avx512_bf16" in flags or "amx_bf16" in flags
     return False  # macOS / Windows: stay on fp32 unless told otherwise
+
+
+def cpu_model_name(cpuinfo: str | None = None) -> str:
+    """The CPU's model name, for measurement records ("AMD EPYC", ...): the ``model name`` line of
+    ``/proc/cpuinfo`` (what ``lscpu`` shows), or the platform's processor string elsewhere.
+    ``cpuinfo``: that file's text (for tests)."""
+    if cpuinfo is None and platform.system() == "Linux":
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = None
+    for line in (cpuinfo or "").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "model name" and value.strip():
+            return value.strip()
+    return platform.processor() or "unknown CPU"
 
 
 def autocast_dtype(device: torch.device | str) -> torch.dtype | None:

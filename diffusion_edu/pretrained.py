@@ -78,7 +78,8 @@ class PretrainedInfo:
         """The model's recommended sampling settings, as keyword arguments for ``sample()``.
 
         Read from the record's "recommended" key (``{}`` if it has none), e.g.
-        ``{"sampler": "ddim", "steps": 50, "guidance": 3.0, "guidance_interval": (200, 800)}``;
+        ``{"sampler": "ddim", "steps": 50, "eta": 1.0, "guidance": 1.5,
+        "guidance_interval": (600, 900)}`` for "mnist";
         the record's "recommended_scores" holds what they were measured to give. JSON lists
         become tuples (``guidance_interval``). Use them as
         ``sample(model, schedule, labels=..., **info.recommended)``; any argument given

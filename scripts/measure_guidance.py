@@ -29,8 +29,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -42,6 +40,7 @@ import torch
 
 from diffusion_edu import load_pretrained
 from diffusion_edu.data import repo_data_dir
+from diffusion_edu.device import cpu_model_name
 from diffusion_edu.files import atomic_write
 from diffusion_edu.metrics import (
     balanced_labels,
@@ -132,18 +131,6 @@ def parse_point(text: str, T: int = 1000) -> Setting:
     if sampler == "ddpm" and steps != T:
         raise SystemExit(f"ddpm takes all T={T} steps: write ddpm:{T}:..., got {text!r}")
     return Setting(sampler, steps, guidance, interval, eta)
-
-
-def cpu_model() -> str:
-    """``lscpu``'s model name (or the platform's processor if lscpu is missing)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def measure(
@@ -290,7 +277,7 @@ def main() -> None:
     omp = [f"OMP_NUM_THREADS={os.environ[k]}" for k in ("OMP_NUM_THREADS",) if k in os.environ]
     header = {
         "command": " ".join([*omp, "python scripts/measure_guidance.py", *sys.argv[1:]]),
-        "machine": f"{cpu_model()}, {os.cpu_count()} CPUs, {threads} torch threads, "
+        "machine": f"{cpu_model_name()}, {os.cpu_count()} CPUs, {threads} torch threads, "
         f"torch {torch.__version__}",
         "date": datetime.date.today().isoformat(),
         "frechet_floor": floor,

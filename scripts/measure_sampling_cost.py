@@ -31,8 +31,6 @@ import dataclasses
 import datetime
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,6 +39,7 @@ import torch
 
 from diffusion_edu import load_pretrained
 from diffusion_edu.data import repo_data_dir
+from diffusion_edu.device import cpu_model_name
 from diffusion_edu.files import atomic_write
 from diffusion_edu.metrics import (
     SAMPLING_COST_FILE,
@@ -63,18 +62,6 @@ SWEEP: dict[str, tuple[int, ...]] = {
     "ddim": (5, 10, 15, 20, 50, 100, 1000),
     "dpm-solver++": (5, 10, 15, 20, 50, 100, 1000),
 }
-
-
-def cpu_model() -> str:
-    """``lscpu``'s model name (or the platform's processor if lscpu is missing)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 MATCH_RULE = (
@@ -233,7 +220,7 @@ def main() -> None:
             for c in costs
         ),
         command=" ".join([*omp, "python scripts/measure_sampling_cost.py", *sys.argv[1:]]),
-        machine=f"{cpu_model()}, {os.cpu_count()} CPUs, {threads} torch threads, "
+        machine=f"{cpu_model_name()}, {os.cpu_count()} CPUs, {threads} torch threads, "
         f"torch {torch.__version__}",
         date=datetime.date.today().isoformat(),
         timing=(

@@ -4,6 +4,8 @@ caller's thread count is always restored)."""
 
 from __future__ import annotations
 
+import platform
+
 import pytest
 import torch
 from torch import nn
@@ -113,3 +115,14 @@ def test_cpu_threads_none_changes_nothing(restore_threads: int) -> None:
     with cpu_threads(None):
         assert torch.get_num_threads() == 2
     assert torch.get_num_threads() == 2
+
+
+def test_cpu_model_name_reads_the_model_name_line() -> None:
+    from diffusion_edu.device import cpu_model_name
+
+    info = (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu\n"
+    )
+    assert cpu_model_name(info) == "AMD EPYC 7B13"
+    assert cpu_model_name("processor\t: 0\n") == (platform.processor() or "unknown CPU")
+    assert cpu_model_name()  # this machine: some non-empty name

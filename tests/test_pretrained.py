@@ -135,3 +135,25 @@ def test_a_bad_recommended_key_is_a_clear_error(
     info = _record_with(tmp_path, monkeypatch, tiny_unet, recommended=recommended)
     with pytest.raises(CheckpointError, match=match):
         info.recommended  # noqa: B018
+
+
+def test_shipped_model_recommends_measured_settings_that_draw_the_asked_digits():
+    """The record's recommended settings are sample() keyword arguments; their recorded
+    network calls follow from the interval, and 30 quick digits come out legible."""
+    from diffusion_edu.samplers import sampling_timesteps, step_guidance
+
+    info = pretrained_info("mnist")
+    settings, scores = info.recommended, info.record["recommended_scores"]
+    assert set(settings) >= {"sampler", "guidance"}
+    timesteps = sampling_timesteps(settings["sampler"], 1000, settings.get("steps"))[:-1]
+    interval = settings.get("guidance_interval")
+    calls = sum(
+        2 if step_guidance(t, settings["guidance"], interval) != 1 else 1 for t in timesteps
+    )
+    assert calls == scores["model_calls_per_image"]
+    for seed in scores["seeds"].values():
+        assert seed["class_agreement"] >= 0.99  # the goal's first half holds on every seed
+    model, schedule = load_pretrained("mnist")
+    labels = torch.arange(10).repeat(3)
+    images = sample(model, schedule, labels=labels, seed=0, progress=False, **settings)
+    assert class_agreement(images, labels) >= 0.9
