@@ -24,7 +24,7 @@ lab: $(STAMP)
 
 # DIFFUSION_EDU_QUICK=1 is the notebooks' quick switch: smaller training runs, same code path.
 test: $(STAMP)
-	DIFFUSION_EDU_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest -rs --nbval-lax --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
+	DIFFUSION_EDU_QUICK=1 MPLBACKEND=Agg $(BIN)/python -m pytest -rs --durations=20 --nbval-lax --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -54,9 +54,11 @@ from diffusion_edu.data import augment, load_mnist
 from diffusion_edu.device import pick_device
 from diffusion_edu.files import atomic_write
 from diffusion_edu.loop import TensorBatches, TrainConfig, Trainer, TrainingDivergedError
-from diffusion_edu.models.unet import UNet, UNetConfig, count_parameters
-from diffusion_edu.pretrained import PRETRAINED_IMAGE_MODELS, RECOMMENDABLE, pretrained_info
-from diffusion_edu.recipes import MODEL_SIZES, expectation_for
+from diffusion_edu.models.common import model_for_config
+from diffusion_edu.models.dit import DiTConfig
+from diffusion_edu.models.unet import UNetConfig, count_parameters
+from diffusion_edu.pretrained import PRETRAINED_IMAGE_MODELS, pretrained_info
+from diffusion_edu.recipes import DIT_SIZES, MODEL_SIZES, expectation_for
 from diffusion_edu.samplers import SAMPLERS, plan_sampling, sample
 from diffusion_edu.schedules import make_schedule
 from diffusion_edu.targets import TARGETS, prediction_of
@@ -138,9 +140,10 @@ def _add_train_command(commands: Any) -> None:
     """``train``'s options: data, length, hyper-parameters, model, run."""
     train = commands.add_parser(
         "train",
-        help="train a noise-prediction U-Net (DDPM Algorithm 1); works under torchrun",
-        description="Train a noise-prediction U-Net with DDPM's loss (Algorithm 1), AdamW, "
-        "warm-up + cosine learning rate, gradient clipping, EMA and label dropout. Writes "
+        help="train a noise-prediction U-Net or DiT (DDPM Algorithm 1); works under torchrun",
+        description="Train a noise predictor (a U-Net, or a DiT with --model dit) with DDPM's "
+        "loss (Algorithm 1), AdamW, warm-up + cosine learning rate, gradient clipping, EMA and "
+        "label dropout. Writes "
         "OUT/checkpoint.pt (every --checkpoint-every steps and at the end, atomically), "
         "OUT/losses.csv and OUT/run.json. Under torchrun --nproc_per_node=N it trains with "
         "DistributedDataParallel (NCCL on GPUs, gloo on CPUs).",
@@ -210,10 +213,16 @@ def _add_train_command(commands: Any) -> None:
     )
     model = train.add_argument_group("model and noise schedule")
     model.add_argument(
+        "--model", choices=("unet", "dit"), default="unet",
+        help="the noise predictor: unet (the course's U-Net) or dit (a Diffusion Transformer, "
+        "Peebles & Xie 2023, on 4x4 pixel patches)",
+    )  # fmt: skip
+    model.add_argument(
         "--model-size",
         choices=tuple(MODEL_SIZES),
         default="default",
-        help="U-Net preset: tiny ~32k parameters (tests), small ~0.2M, default ~1.27M, large ~5M",
+        help="preset: U-Net tiny ~32k parameters (tests), small ~0.2M, default ~1.27M, large ~5M; "
+        "DiT tiny ~12k, small ~0.22M, default ~0.47M, large ~2.4M",
     )
     model.add_argument(
         "--unconditional", action="store_true", help="ignore the labels (no class conditioning)"
@@ -410,7 +419,7 @@ def _say(rank: int, *parts: Any) -> None:
 class _Run:
     """What ``train`` will do: a fresh run from the arguments, or the resumed checkpoint's."""
 
-    model_config: UNetConfig
+    model_config: UNetConfig | DiTConfig
     config: TrainConfig
     loss: DiffusionLoss
     augment: bool
@@ -430,8 +439,9 @@ def _plan_run(args: argparse.Namespace, labels: torch.Tensor, n_images: int) -> 
             augment_images = bool((checkpoint.extra or {}).get("augment", False))
         else:
             num_classes = None if args.unconditional else int(labels.max()) + 1
+            sizes = DIT_SIZES if args.model == "dit" else MODEL_SIZES
             model_config = dataclasses.replace(
-                MODEL_SIZES[args.model_size], num_classes=num_classes, prediction=args.prediction
+                sizes[args.model_size], num_classes=num_classes, prediction=args.prediction
             )
             config = TrainConfig(
                 batch_size=args.batch_size, lr=args.lr, min_lr=args.min_lr,
@@ -492,7 +502,7 @@ def _train(args: argparse.Namespace) -> int:
             _say(rank, f"Resuming from {run.checkpoint.path} at step {run.checkpoint.step:,} "
                        "(model, schedule and settings come from the checkpoint).")  # fmt: skip
         torch.manual_seed(config.seed)  # the same initial weights on every process
-        model = UNet(run.model_config)
+        model = model_for_config(run.model_config)
         data = TensorBatches(
             images, *([] if labels is None else [labels]),
             augment=augment if run.augment else None,
@@ -629,20 +639,10 @@ def _recommended_flags(name: str = "mnist") -> str:
     """The shipped model's recommended settings as ``sample`` flags (" --sampler ddim ..."),
     or " --guidance 2" if its record cannot be read."""
     try:
-        recommended = pretrained_info(name).recommended
+        flags = pretrained_info(name).recommended_flags
     except (FileNotFoundError, CheckpointError, KeyError):
         return " --guidance 2"
-    flags = ""
-    for key in RECOMMENDABLE:
-        if key not in recommended:
-            continue
-        value = recommended[key]
-        if isinstance(value, tuple):  # guidance_interval: two numbers
-            text = " ".join(map(str, value))
-        else:
-            text = f"{value:g}" if isinstance(value, float) else str(value)
-        flags += f" --{key.replace('_', '-')} {text}"
-    return flags
+    return f" {flags}" if flags else ""
 
 
 def _describe(settings: dict[str, Any], timesteps: list[int]) -> str:

@@ -99,6 +99,45 @@ class PretrainedInfo:
             )
         return {k: tuple(v) if isinstance(v, list) else v for k, v in recommended.items()}
 
+    @property
+    def recommended_flags(self) -> str:
+        """The recommended settings as flags of ``python -m diffusion_edu sample``, e.g.
+        ``"--sampler ddim --steps 50 --eta 1 --guidance 1.5 --guidance-interval 600 900"``
+        (what ``sample --pretrained NAME`` uses when no flag is given)."""
+        flags = []
+        recommended = self.recommended
+        for key in (k for k in RECOMMENDABLE if k in recommended):  # a fixed order
+            value = recommended[key]
+            if isinstance(value, tuple):  # guidance_interval: two numbers
+                text = " ".join(map(str, value))
+            else:
+                text = f"{value:g}" if isinstance(value, float) else str(value)
+            flags.append(f"--{key.replace('_', '-')} {text}")
+        return " ".join(flags)
+
+    @property
+    def recommended_text(self) -> str:
+        """The recommended settings in words, e.g. ``"DDIM-50 (eta 1), guidance 1.5 at
+        600 < t <= 900"``; ``"the samplers' defaults"`` if the record names none."""
+        settings = self.recommended
+        if not settings:
+            return "the samplers' defaults"
+        parts = []
+        if "sampler" in settings:
+            name = str(settings["sampler"]).upper().replace("DPM-SOLVER++", "DPM-Solver++")
+            steps = settings.get("steps")
+            text = name if steps is None else f"{name}-{steps}"
+            if settings.get("eta"):
+                text += f" (eta {settings['eta']:g})"
+            parts.append(text)
+        if "guidance" in settings:
+            text = f"guidance {settings['guidance']:g}"
+            if settings.get("guidance_interval") is not None:
+                lo, hi = settings["guidance_interval"]
+                text += f" at {lo} < t <= {hi}"
+            parts.append(text)
+        return ", ".join(parts)
+
 
 def _files(name: str) -> tuple[Path, Path]:
     if name not in PRETRAINED_MODELS:

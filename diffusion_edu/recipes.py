@@ -27,6 +27,7 @@ import torch
 
 from diffusion_edu.device import autocast_dtype, pick_device, quick_mode
 from diffusion_edu.loop import TensorBatches, TrainConfig, Trainer
+from diffusion_edu.models.dit import DiTConfig
 from diffusion_edu.models.unet import UNet, UNetConfig
 from diffusion_edu.schedules import make_schedule
 from diffusion_edu.text import PROMPT_LENGTH, VOCABULARY, caption_dataset
@@ -36,6 +37,7 @@ __all__ = [
     "Recipe",
     "RECIPES",
     "MODEL_SIZES",
+    "DIT_SIZES",
     "digits_recipe",
     "TEXT_UNET",
     "text_trainer",
@@ -61,6 +63,19 @@ MODEL_SIZES: dict[str, UNetConfig] = {
     "default": UNetConfig(),
     # ~5M parameters: for a GPU.
     "large": UNetConfig(base_channels=64),
+}
+
+#: Diffusion Transformer presets for ``--model dit --model-size ...`` (Peebles & Xie 2023, on
+#: 28 x 28 pixels with 4 x 4 patches: 49 tokens). Parameter counts with 10 classes.
+DIT_SIZES: dict[str, DiTConfig] = {
+    # ~12k parameters: for tests and smoke runs only.
+    "tiny": DiTConfig(hidden_size=16, depth=2, num_heads=2),
+    # ~0.22M parameters: about the small U-Net's size (0.20M).
+    "small": DiTConfig(hidden_size=48, depth=5, num_heads=4),
+    # ~0.47M parameters.
+    "default": DiTConfig(),
+    # ~2.4M parameters: for a GPU.
+    "large": DiTConfig(hidden_size=128, depth=8, num_heads=4),
 }
 
 SMALL_UNET = dataclasses.replace(MODEL_SIZES["small"], num_classes=10)  # 200,433 parameters

@@ -226,8 +226,8 @@ class DiffusionLoss:
             )
         if not conditional and cond is not None:
             raise ValueError(
-                "labels were given but the model is unconditional; build it with "
-                "UNetConfig(num_classes=...) to use them, or pass labels=None."
+                "labels were given but the model is unconditional; build it with num_classes=... "
+                "in its config (UNetConfig, DiTConfig) to use them, or pass labels=None."
             )
         if cond is not None and cond.is_floating_point():
             raise ValueError(

@@ -47,7 +47,7 @@ class _PromptModel(nn.Module):
 
 
 def test_model_kind_names_each_registered_class(tiny_unet) -> None:  # noqa: ANN001
-    assert set(MODEL_CLASSES) == {"unet", "toy_mlp"}
+    assert set(MODEL_CLASSES) == {"unet", "toy_mlp", "dit"}
     assert model_kind(tiny_unet()) == "unet"
     assert model_kind(ToyNoisePredictor(ToyMLPConfig(hidden=8, depth=1))) == "toy_mlp"
     assert model_kind(_DDPLike(torch.compile(tiny_unet()))) == "unet"  # through wrappers
@@ -129,3 +129,12 @@ def test_null_condition_of_an_unconditional_model_is_none(tiny_unet) -> None:  #
     labels = torch.tensor([1, 2])
     assert null_condition(tiny_unet(num_classes=None), labels) is None
     assert null_condition(ToyNoisePredictor(ToyMLPConfig(hidden=8, depth=1)), labels) is None
+
+
+def test_model_for_config_builds_the_class_of_the_config_and_refuses_others() -> None:
+    from diffusion_edu.models import DiT, DiTConfig, UNet, UNetConfig, model_for_config
+
+    assert type(model_for_config(UNetConfig(base_channels=8, groups=4))) is UNet
+    assert type(model_for_config(DiTConfig(hidden_size=16, depth=1, num_heads=2))) is DiT
+    with pytest.raises(TypeError, match="not the config of a course model"):
+        model_for_config({"base_channels": 8})

@@ -120,6 +120,29 @@ def test_recommended_settings_are_sample_keyword_arguments_from_the_record(
     assert _record_with(tmp_path, monkeypatch, tiny_unet).recommended == {}  # no key: nothing
 
 
+def test_recommended_flags_and_words_say_the_same_settings_as_the_record(
+    tmp_path, monkeypatch, tiny_unet
+):
+    """The flags a lesson prints, read back by the CLI's parser, are the record's settings."""
+    from diffusion_edu.cli import build_parser
+
+    settings = {"sampler": "ddim", "steps": 10, "eta": 1.0, "guidance": 1.5,
+                "guidance_interval": [10, 40]}  # fmt: skip
+    info = _record_with(tmp_path, monkeypatch, tiny_unet, recommended=settings)
+    args = build_parser().parse_args(
+        ["sample", "--pretrained", "mnist", *info.recommended_flags.split()]
+    )
+    parsed = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta,
+              "guidance": args.guidance,
+              "guidance_interval": list(args.guidance_interval)}  # fmt: skip
+    assert parsed == settings
+    assert info.recommended_text == "DDIM-10 (eta 1), guidance 1.5 at 10 < t <= 40"
+    plain = _record_with(tmp_path, monkeypatch, tiny_unet, recommended={"guidance": 2.0})
+    assert (plain.recommended_flags, plain.recommended_text) == ("--guidance 2", "guidance 2")
+    none = _record_with(tmp_path, monkeypatch, tiny_unet)
+    assert (none.recommended_flags, none.recommended_text) == ("", "the samplers' defaults")
+
+
 @pytest.mark.parametrize(
     "recommended, match",
     [

@@ -120,3 +120,17 @@ def test_the_table_speaks_only_for_the_five_minute_recipe() -> None:
     assert expectation_for(five.model_config, plain_loss, five.train_config) is None
     bigger = dataclasses.replace(five.model_config, base_channels=32)
     assert expectation_for(bigger, five.loss(), five.train_config) is None
+
+
+def test_dit_presets_have_the_documented_sizes() -> None:
+    """recipes.DIT_SIZES' comments (and ``train --help``) state the parameter counts; "small"
+    is the DiT of about the small U-Net's size, for a same-size comparison (lesson 10)."""
+    from diffusion_edu.models import DiT, UNet, count_parameters
+    from diffusion_edu.recipes import DIT_SIZES, SMALL_UNET
+
+    documented = {"tiny": 12e3, "small": 0.22e6, "default": 0.47e6, "large": 2.4e6}
+    for name, config in DIT_SIZES.items():
+        n = count_parameters(DiT(dataclasses.replace(config, num_classes=10)))
+        assert abs(n - documented[name]) <= 0.05 * documented[name], (name, n)
+    small_dit = count_parameters(DiT(dataclasses.replace(DIT_SIZES["small"], num_classes=10)))
+    assert 0.9 <= small_dit / count_parameters(UNet(SMALL_UNET)) <= 1.2

@@ -120,6 +120,28 @@ def test_digit_grid_widget_previews_then_draws_and_every_control_changes_it(
     assert "eta 1: DDIM only" in live.last_figure._suptitle.get_text()
 
 
+def test_digit_grid_widget_guides_only_in_its_interval(model, schedule) -> None:
+    """With a guidance interval that holds none of the visited timesteps, the guidance slider
+    no longer changes the digits (w = 1 everywhere); the title names the interval."""
+    from diffusion_edu.samplers import sampling_timesteps
+
+    visited = set()
+    for sampler in ("dpm-solver++", "ddim"):
+        for steps in (3, 10):
+            visited |= set(sampling_timesteps(sampler, schedule.T, steps))
+    hi = next(t for t in range(schedule.T, 0, -1) if t not in visited)  # (hi - 1, hi]: no step
+    live = reverse_viz.digit_grid_widget(model, schedule, steps=10, preview_steps=3,
+                                         guidance_interval=(hi - 1, hi))  # fmt: skip
+    assert f"at {hi - 1} < t <= {hi}" in live.last_figure._suptitle.get_text()
+    before = _pixels(live)
+    live.controls["guidance"].value = 4.0
+    np.testing.assert_array_equal(_pixels(live)[40:], before[40:])  # below the title: the same
+    everywhere = reverse_viz.digit_grid_widget(model, schedule, steps=10, preview_steps=3)
+    before = _pixels(everywhere)
+    everywhere.controls["guidance"].value = 4.0
+    assert not np.array_equal(before, _pixels(everywhere))
+
+
 def test_digit_grid_widget_rejects_a_preview_without_steps(model, schedule) -> None:
     with pytest.raises(ValueError, match="preview_steps"):
         reverse_viz.digit_grid_widget(model, schedule, preview_steps=0)

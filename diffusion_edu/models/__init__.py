@@ -5,10 +5,12 @@ from diffusion_edu.models.common import (
     build_model,
     config_from_dict,
     config_to_dict,
+    model_for_config,
     model_kind,
     null_condition,
     unwrap,
 )
+from diffusion_edu.models.dit import DiT, DiTConfig
 from diffusion_edu.models.embeddings import sinusoidal_embedding
 from diffusion_edu.models.toy_mlp import ToyMLPConfig, ToyNoisePredictor
 from diffusion_edu.models.unet import UNet, UNetConfig, count_parameters
@@ -17,6 +19,8 @@ from diffusion_edu.models.unet2015 import Stage, conv_output_size, unet2015_stag
 __all__ = [
     "UNet",
     "UNetConfig",
+    "DiT",
+    "DiTConfig",
     "ToyMLPConfig",
     "ToyNoisePredictor",
     "count_parameters",
@@ -26,6 +30,7 @@ __all__ = [
     "config_to_dict",
     "config_from_dict",
     "model_kind",
+    "model_for_config",
     "null_condition",
     "unwrap",
     "Stage",

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from diffusion_edu.models.dit import DiT
 from diffusion_edu.models.toy_mlp import ToyNoisePredictor
 from diffusion_edu.models.unet import UNet
 
@@ -28,6 +29,7 @@ __all__ = [
     "MODEL_CLASSES",
     "model_kind",
     "build_model",
+    "model_for_config",
     "config_to_dict",
     "config_from_dict",
     "unwrap",
@@ -35,7 +37,11 @@ __all__ = [
 ]
 
 #: checkpoint name -> model class (each class takes its config dataclass as only argument).
-MODEL_CLASSES: dict[str, type[nn.Module]] = {"unet": UNet, "toy_mlp": ToyNoisePredictor}
+MODEL_CLASSES: dict[str, type[nn.Module]] = {
+    "unet": UNet,
+    "toy_mlp": ToyNoisePredictor,
+    "dit": DiT,
+}
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -73,6 +79,16 @@ def config_from_dict(kind: str, config: dict[str, Any]) -> Any:
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(MODEL_CLASSES)}.")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
     return MODEL_CLASSES[kind].config_class(**values)  # type: ignore[attr-defined]
+
+
+def model_for_config(config: Any) -> nn.Module:
+    """A fresh model for a config dataclass, e.g. ``model_for_config(UNetConfig())`` is a UNet
+    and ``model_for_config(DiTConfig())`` a DiT (the class whose ``config_class`` it is)."""
+    for cls in MODEL_CLASSES.values():
+        if type(config) is getattr(cls, "config_class", None):
+            return cls(config)
+    known = ", ".join(c.config_class.__name__ for c in MODEL_CLASSES.values())  # type: ignore[attr-defined]
+    raise TypeError(f"{type(config).__name__} is not the config of a course model ({known}).")
 
 
 def build_model(kind: str, config: dict[str, Any]) -> nn.Module:

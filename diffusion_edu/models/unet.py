@@ -32,7 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffusion_edu.models.embeddings import sinusoidal_embedding
+from diffusion_edu.models.embeddings import (
+    check_class_labels,
+    sinusoidal_embedding,
+    timestep_batch,
+)
 from diffusion_edu.models.text_encoder import CrossAttention, TextEncoder
 from diffusion_edu.targets import Target, check_target
 
@@ -407,17 +411,7 @@ class UNet(nn.Module):
                 f"x_t must have shape (B, {cfg.in_channels}, H, W), got {tuple(x_t.shape)}."
             )
         B = x_t.shape[0]
-        if isinstance(t, int):
-            t = torch.full((B,), t, dtype=torch.long, device=x_t.device)
-        elif not isinstance(t, torch.Tensor):
-            raise TypeError(
-                f"t must be an int or a tensor of shape ({B},), got {type(t).__name__}."
-            )
-        if t.ndim == 0:
-            t = t.expand(B)
-        if t.shape != (B,):
-            raise ValueError(f"t must be an int or have shape ({B},), got {tuple(t.shape)}.")
-        t = t.to(x_t.device)
+        t = timestep_batch(t, B, x_t.device)
         if labels is not None and cfg.text_vocab_size is not None:
             tokens = torch.as_tensor(labels, device=x_t.device)
             if tokens.ndim != 2 or tokens.shape[0] != B or tokens.is_floating_point():
@@ -436,24 +430,7 @@ class UNet(nn.Module):
                     f"{tokens.min().item()} to {tokens.max().item()}."
                 )
             return t, tokens
-        if labels is not None:
-            if cfg.num_classes is None:
-                raise ValueError(
-                    "this UNet is unconditional (num_classes=None) but labels were given; "
-                    "build it with UNetConfig(num_classes=...) or call it with labels=None."
-                )
-            labels = torch.as_tensor(labels, device=x_t.device)
-            if labels.shape != (B,) or labels.is_floating_point():
-                raise ValueError(
-                    f"labels must be integer class ids of shape ({B},), got {tuple(labels.shape)}."
-                )
-            if labels.numel() and (labels.min() < 0 or labels.max() > cfg.num_classes):
-                raise ValueError(
-                    f"labels must lie in 0..{cfg.num_classes - 1} "
-                    f"(or {cfg.num_classes}: 'no label'), got values from "
-                    f"{labels.min().item()} to {labels.max().item()}."
-                )
-        return t, labels
+        return t, check_class_labels(labels, B, cfg.num_classes, x_t.device, "UNet")
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -73,10 +73,12 @@ def _from(
     eta: float,
     guidance: float,
     seed: int,
+    guidance_interval: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """The library's ``sample`` from the given x_T, on the CPU (the widgets' one call)."""
     images = sample(model, schedule, labels=labels, sampler=sampler, steps=steps, eta=eta,  # type: ignore[arg-type]
-                    guidance=guidance, seed=seed, x_T=x_T, progress=False)  # fmt: skip
+                    guidance=guidance, guidance_interval=guidance_interval, seed=seed, x_T=x_T,
+                    progress=False)  # fmt: skip
     return images.cpu()  # type: ignore[union-attr]
 
 
@@ -209,8 +211,11 @@ def variability_widget(
     guidance: float = 2.0,
     seed: int = 0,
     steps: Sequence[int] = (5, 10, 20, 50),
+    guidance_interval: tuple[int, int] | None = None,
 ) -> LivePlot:
     """``n`` DDIM runs from ONE starting noise x_T (same label), with sliders for eta and steps.
+    ``guidance`` applies where ``guidance_interval`` says (``sample``'s argument: every step
+    when None).
 
     DDIM (Song et al. 2021), Eq. 16: the fresh noise per step has standard deviation
     sigma = eta * sqrt((1 - alpha_bar_prev) / (1 - alpha_bar_t)) sqrt(1 - alpha_bar_t /
@@ -227,7 +232,8 @@ def variability_widget(
                                            continuous_update=False)  # fmt: skip
 
     def draw(eta: float, steps: int) -> Figure:
-        images = _from(model, schedule, x_T, labels, "ddim", steps, eta, guidance, seed + 1)
+        images = _from(model, schedule, x_T, labels, "ddim", steps, eta, guidance, seed + 1,
+                       guidance_interval)  # fmt: skip
         spread = (images - images[:1]).abs().amax().item()
         title = f"DDIM-{steps}, eta = {eta:.1f}: {n} runs from one x_T, max difference {spread:.3g}"
         return _row_figure(images, title)
@@ -289,9 +295,11 @@ def digit_grid_widget(
     steps: int = 15,
     guidance: float = 2.0,
     preview_steps: int = 3,
+    guidance_interval: tuple[int, int] | None = None,
 ) -> LivePlot:
     """Ten digits (one per label, the same x_T throughout) under the sampler, steps, eta and
-    guidance the controls pick.
+    guidance the controls pick; the guidance slider's w applies where ``guidance_interval``
+    says (``sample``'s argument: every step when None; the titles say which).
 
     Each change first shows a quick preview (DPM-Solver++ with ``preview_steps`` steps, same
     guidance), then the picture asked for; every picture is kept, so coming back is instant.
@@ -324,13 +332,15 @@ def digit_grid_widget(
         key = (sampler, steps, used_eta, guidance)
         if key not in kept:
             kept[key] = _from(model, schedule, x_T, labels, sampler, steps, used_eta,
-                                    guidance, seed + 1)  # fmt: skip
+                              guidance, seed + 1, guidance_interval)  # fmt: skip
         name = _sampler_name(sampler, steps, schedule.T)
+        where = "" if guidance_interval is None else " at {} < t <= {}".format(*guidance_interval)
         if preview:
-            title = f"quick preview ({name}, guidance {guidance:g}): drawing the full picture..."
+            title = (f"quick preview ({name}, guidance {guidance:g}{where}): drawing the full "
+                     "picture...")  # fmt: skip
         else:
             noise = f", eta {eta:g}" if sampler == "ddim" else f" (eta {eta:g}: DDIM only)"
-            title = f"Digits {labels[0]}-{labels[-1]}: {name}{noise}, guidance {guidance:g}"
+            title = f"Digits {labels[0]}-{labels[-1]}: {name}{noise}, guidance {guidance:g}{where}"
         return _row_figure(kept[key], title, ncol=n)
 
     def preview(values: dict) -> dict:
@@ -354,9 +364,11 @@ def sdedit_widget(
     steps: int | None = None,
     guidance: float = 2.0,
     seed: int = 0,
+    guidance_interval: tuple[int, int] | None = None,
 ) -> LivePlot:
     """A slider for SDEdit's t*: real digits (top row), noised to t* (middle), and denoised
-    under a new label (bottom), with the classifier's reading of each result.
+    under a new label (bottom), with the classifier's reading of each result. ``guidance``
+    applies where ``guidance_interval`` says (every step when None).
 
     Meng et al. 2022 (SDEdit), Sec. 3: small t* keeps the original (its style *and* its
     class), large t* obeys the new label but forgets the original.
@@ -369,7 +381,8 @@ def sdedit_widget(
 
     def draw(t_star: int) -> Figure:
         result = sdedit(model, schedule, originals, t_star, labels=list(new_labels), steps=steps,
-                        guidance=guidance, seed=seed, return_trajectory=True)  # fmt: skip
+                        guidance=guidance, guidance_interval=guidance_interval, seed=seed,
+                        return_trajectory=True)  # fmt: skip
         assert isinstance(result, Trajectory)
         reads = _verdicts(result.images)
         b = originals.shape[0]
