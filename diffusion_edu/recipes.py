@@ -48,7 +48,7 @@ __all__ = [
     "expectation_for",
 ]
 
-QUICK_STEPS = 30  # quick mode (the test run): same code path, a few steps only
+QUICK_STEPS = 12  # quick mode (the test run): same code path, a few steps only
 FIVE_MINUTE_BUDGET = 5.0  # minutes of training steps; start-up and snapshots come on top
 
 #: Model presets for ``--model-size`` (the number of classes is added for the data set).
@@ -247,7 +247,7 @@ def digits_recipe(
     if quick:
         recipe = RECIPES["five_minutes"]
         short = dataclasses.replace(
-            recipe.train_config, steps=QUICK_STEPS, warmup_steps=10, minutes=None
+            recipe.train_config, steps=QUICK_STEPS, warmup_steps=4, minutes=None
         )
         recipe = dataclasses.replace(recipe, train_config=short, expect="blobs, not digits yet")
         return recipe, (

@@ -81,7 +81,7 @@ def test_recipe_choice_is_said_aloud_and_quick_mode_cuts_the_steps() -> None:
     assert recipe.train_config.minutes == FIVE_MINUTE_BUDGET
     quick, why = digits_recipe("cpu", quick=True)
     assert quick.train_config.steps == QUICK_STEPS and "Quick mode" in why
-    assert quick.train_config.minutes is None  # 30 steps: nothing to fit
+    assert quick.train_config.minutes is None  # a few steps: nothing to fit
     assert quick.model_config == recipe.model_config  # same model, fewer steps
 
 
