@@ -146,6 +146,19 @@ def find_data_file(name: str | os.PathLike[str]) -> Path | None:
     return None
 
 
+def require_data_file(name: str | os.PathLike[str], remake: str) -> Path:
+    """:func:`find_data_file`, or a FileNotFoundError that says where it looked and how to get
+    the file back; ``remake`` completes "restore it from the repository or ...", e.g.
+    ``"measure it again with scripts/measure_guidance.py"``."""
+    found = find_data_file(name)
+    if found is None:
+        raise FileNotFoundError(
+            f"{name} is not in {data_dir()}: restore it from the repository "
+            f"(git checkout -- data/) or {remake}."
+        )
+    return found
+
+
 def _default_folder(dataset: DatasetName) -> Path:
     return data_dir() / ("mnist" if dataset == "mnist" else "fashion-mnist")
 

@@ -53,7 +53,7 @@ from diffusion_edu.classifier import (
     classifier_predictions,
     load_classifier,
 )
-from diffusion_edu.data import data_dir, find_data_file, load_bundled_mnist
+from diffusion_edu.data import load_bundled_mnist, require_data_file
 from diffusion_edu.forward import q_sample
 from diffusion_edu.samplers import sample
 from diffusion_edu.schedules import NoiseSchedule
@@ -965,13 +965,9 @@ def load_sampling_cost(path: str | Path | None = None) -> SamplingCostSweep:
     from ``path``; written by ``scripts/measure_sampling_cost.py``.
     """
     if path is None:
-        found = find_data_file(SAMPLING_COST_FILE)
-        if found is None:
-            raise FileNotFoundError(
-                f"{SAMPLING_COST_FILE} is not in {data_dir()}: restore it from the repository "
-                "or measure it again with scripts/measure_sampling_cost.py."
-            )
-        path = found
+        path = require_data_file(
+            SAMPLING_COST_FILE, "measure it again with scripts/measure_sampling_cost.py"
+        )
     try:
         record = json.loads(Path(path).read_text())
         return SamplingCostSweep.from_json(record)

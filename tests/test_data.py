@@ -617,3 +617,14 @@ def test_random_shifts_stay_within_max_shift_and_use_the_range(digits):
 def test_augment_rejects_negative_settings(digits):
     with pytest.raises(ValueError, match="must be >= 0"):
         augment(digits, max_shift=-1.0)
+
+
+def test_require_data_file_finds_a_shipped_file_or_says_how_to_get_it_back(monkeypatch, tmp_path):
+    from diffusion_edu.data import require_data_file
+
+    monkeypatch.setenv("DIFFUSION_EDU_DATA", str(tmp_path))
+    assert require_data_file(BUNDLED_MNIST_FILENAME, "x") == REPO_DATA / BUNDLED_MNIST_FILENAME
+    (tmp_path / BUNDLED_MNIST_FILENAME).write_bytes(b"")  # a copy in $DIFFUSION_EDU_DATA wins
+    assert require_data_file(BUNDLED_MNIST_FILENAME, "x") == tmp_path / BUNDLED_MNIST_FILENAME
+    with pytest.raises(FileNotFoundError, match=r"results/none\.json is not in .*measure it again"):
+        require_data_file("results/none.json", "measure it again with scripts/x.py")

@@ -42,7 +42,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from diffusion_edu.classifier import classifier_predictions
-from diffusion_edu.data import data_dir, find_data_file
+from diffusion_edu.data import require_data_file
 from diffusion_edu.samplers import Trajectory, sample
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.text import (
@@ -298,13 +298,10 @@ def load_guidance_record(path: str | Path | None = None) -> GuidanceRecord:
     """The guidance measurements of ``scripts/measure_guidance.py`` (lesson 09), from
     ``data/results/guidance.json`` (the library's data helper finds it) or ``path``."""
     if path is None:
-        found = find_data_file(GUIDANCE_RESULTS_FILE)
-        if found is None:
-            raise FileNotFoundError(
-                f"{GUIDANCE_RESULTS_FILE} is not in {data_dir()}: restore it from the repository "
-                "or measure it again with scripts/measure_guidance.py --curve --grid."
-            )
-        path = found
+        path = require_data_file(
+            GUIDANCE_RESULTS_FILE,
+            "measure it again with scripts/measure_guidance.py --curve --grid",
+        )
     try:
         record = json.loads(Path(path).read_text())
         return GuidanceRecord(
