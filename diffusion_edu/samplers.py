@@ -24,6 +24,12 @@ diffusion path (eps, x0, v); ``"euler"`` for flow models, which live on the stra
 
 The same loop (:func:`sample_steps`) also starts part-way, from a noised real image:
 :func:`sdedit` ("img2img"). :func:`slerp` interpolates between two starting noises.
+
+Latent diffusion (Rombach et al. 2022): a model with ``decode_latents`` (a
+:class:`~diffusion_edu.models.LatentDiffusion`) is sampled in its latent space, of shape
+``model.latent_shape``, without clipping (latents are not in [-1, 1]); :func:`sample` and
+:func:`sdedit` then decode the final latents to pixels and clip those. A trajectory keeps the
+latents (``xs``, ``x0_hats``) and holds the decoded pixels in ``images``.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from tqdm.auto import tqdm
 
 from diffusion_edu.device import cpu_threads, threads_for
 from diffusion_edu.forward import as_timesteps, check_same_shape, coef, q_posterior, q_sample
-from diffusion_edu.models.common import null_condition
+from diffusion_edu.models.common import decodes_latents, null_condition, unwrap
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.targets import (
     predict_eps_from_x0,
@@ -396,9 +402,9 @@ class SampleStep:
 class Trajectory:
     """What ``sample(..., return_trajectory=True)`` (or ``sdedit``) returns."""
 
-    images: torch.Tensor  # (B, C, H, W), final samples in [-1, 1]
+    images: torch.Tensor  # (B, C, H, W), final samples in [-1, 1] (a latent model's: decoded)
     timesteps: list[int]  # [T (or t_start), ..., 0]: the timestep of each entry of xs
-    xs: torch.Tensor  # (S + 1, B, C, H, W): x_T (or x_{t_start}), ..., x_0 on the CPU
+    xs: torch.Tensor  # (S + 1, B, C, H, W): x_T (or x_{t_start}), ..., x_0 on the CPU (or latents)
     x0_hats: torch.Tensor  # (S, B, C, H, W): predicted x_0 at each step, on the CPU
 
 
@@ -575,6 +581,10 @@ def sample_steps(
 
 
 def _model_image_shape(model: NoisePredictor) -> tuple[int, int, int] | None:
+    """``(C, H, W)`` the sampler draws for ``model``: a latent model's latent grid, else the
+    images of its config (None if it has none)."""
+    if decodes_latents(model):
+        return tuple(unwrap(model).latent_shape)  # type: ignore[arg-type, union-attr]
     config = getattr(model, "config", None)
     if config is not None and hasattr(config, "image_size") and hasattr(config, "in_channels"):
         return (config.in_channels, config.image_size, config.image_size)
@@ -655,7 +665,12 @@ def _run(
     guidance_interval: GuidanceInterval | None = None,
 ) -> torch.Tensor | Trajectory:
     """Run :func:`sample_steps` to the end (model in eval mode, the thread policy), collecting
-    the trajectory if asked: what :func:`sample` and :func:`sdedit` share."""
+    the trajectory if asked: what :func:`sample` and :func:`sdedit` share.
+
+    A latent model's run is not clipped (its latents have unit std, not a [-1, 1] range);
+    its final latents are decoded to pixels, and ``clip_x0`` clips those.
+    """
+    latent = decodes_latents(model)
     device = x_start.device
     if cond is not None:
         cond = cond.to(device)
@@ -668,13 +683,15 @@ def _run(
             x = x_start
             for step in sample_steps(
                 model, schedule, x_start, cond, sampler, steps, eta, guidance, generator,
-                clip_x0, progress, t_start, guidance_interval,
+                clip_x0 and not latent, progress, t_start, guidance_interval,
             ):  # fmt: skip
                 x = step.x_prev
                 if return_trajectory:
                     timesteps.append(step.t)
                     xs.append(x.cpu())
                     x0_hats.append(step.x0_hat.cpu())
+            if latent:
+                x = unwrap(model).decode_latents(x)  # (B, C, H, W) latents -> pixels
     finally:
         if was_training:
             model.train()
@@ -731,7 +748,8 @@ def sample(
         return_trajectory: also return every x_t and x0_hat (for animations), as a
             :class:`Trajectory`.
         device: where to sample; default: the model's device.
-        shape: ``(C, H, W)`` of one image; default: from ``model.config``.
+        shape: ``(C, H, W)`` of one image; default: from ``model.config``. For a latent
+            model (one with ``decode_latents``): the latents', default ``model.latent_shape``.
         clip_x0: clip the predicted x_0 to [-1, 1] at each step, and the result at the end
             (standard practice for images in [-1, 1]); False for data on another scale,
             e.g. the 2-D points of lesson 05.
@@ -741,12 +759,14 @@ def sample(
             ``["a bold seven", "a thin 3 leaning left"]``: the same as
             ``cond=diffusion_edu.text.tokenize(prompts)``. Give one of ``labels``, ``cond``
             and ``prompts``.
-        x_T: start from this noise ``(n, C, H, W)`` instead of drawing it (to compare samplers
+        x_T: start from this noise ``(n, C, H, W)`` (a latent model's: latent noise,
+            ``(n, *model.latent_shape)``) instead of drawing it (to compare samplers
             from the same start, or to morph between starts); ``seed`` then seeds only the
             fresh noise of the steps (DDPM, DDIM with eta > 0).
 
     Returns:
-        ``(n, C, H, W)`` images (in [-1, 1] with ``clip_x0``), or a :class:`Trajectory`.
+        ``(n, C, H, W)`` images (in [-1, 1] with ``clip_x0``), or a :class:`Trajectory`. A
+        latent model's are decoded pixels; its trajectory's ``xs`` and ``x0_hats`` are latents.
     """
     if x_T is not None:
         if not isinstance(x_T, torch.Tensor) or x_T.ndim < 2:
@@ -825,6 +845,9 @@ def sdedit(
     The paper runs the stochastic reverse SDE (here ``sampler="ddpm"``, or ``"ddim"`` with
     ``eta=1``); the default deterministic DDIM gives the same kind of result in fewer steps.
 
+    A latent model noises and denoises the guides' latents (``model.encode_images``), then
+    decodes the result, as Stable Diffusion's img2img does.
+
     Args:
         images: (B, C, H, W) the guides, in [-1, 1] (e.g. real digits or rough sketches).
         t_start: 0..T. 0 returns the input unchanged (a copy): there is nothing to undo.
@@ -866,8 +889,10 @@ def sdedit(
         empty = images.new_zeros((0, *images.shape)).cpu()
         return Trajectory(images=out, timesteps=[0], xs=out.cpu()[None], x0_hats=empty)
     generator = _seeded_generator(device, seed)
-    noise = torch.randn(images.shape, generator=generator, device=device, dtype=images.dtype)
-    x_start = q_sample(images, t_start, schedule, noise)  # 1. (B, C, H, W) at t_start
+    # A latent model's data are the guides' latents (its x_0), not their pixels.
+    x0 = unwrap(model).encode_images(images) if decodes_latents(model) else images
+    noise = torch.randn(x0.shape, generator=generator, device=device, dtype=x0.dtype)
+    x_start = q_sample(x0, t_start, schedule, noise)  # 1. (B, C, H, W) at t_start
     return _run(
         model, schedule, x_start, cond, sampler, steps, eta, guidance, generator, clip_x0,
         progress, return_trajectory, t_start, interval,

@@ -46,7 +46,7 @@ from torch import nn
 
 from diffusion_edu.data import augment as augment_images
 from diffusion_edu.loop import TensorBatches, TrainConfig, Trainer, TrainStep
-from diffusion_edu.models.common import null_condition
+from diffusion_edu.models.common import decodes_latents, null_condition, unwrap
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.targets import (
     Target,
@@ -203,7 +203,9 @@ class DiffusionLoss:
                 f"of shape {tuple(x0.shape)}. Use diffusion_edu.data.load_mnist(), or "
                 "images.float() / 127.5 - 1."
             )
-        if x0.ndim == 4:  # images: pixels must be on the noise's scale
+        if decodes_latents(model):  # a latent model: its data are scaled latents, not pixels
+            _check_latents(model, x0, self.schedule)
+        elif x0.ndim == 4:  # images: pixels must be on the noise's scale
             lo, hi = float(x0.min()), float(x0.max())
             if hi > 2.0 or lo < -2.0:
                 raise ValueError(
@@ -233,6 +235,45 @@ class DiffusionLoss:
             raise ValueError(
                 f"labels must be integer class ids (or token ids), got dtype {cond.dtype}."
             )
+
+
+#: Below this alpha_bar_T a latent model's first sampling step blows up (see _check_latents).
+MIN_LATENT_ALPHA_BAR_T = 1e-6
+
+
+def _check_latents(model: nn.Module, x0: torch.Tensor, schedule: NoiseSchedule) -> None:
+    """A latent model's data must be its latent grid, scaled to about unit std (Rombach et
+    al. 2022, Sec. 4.3.2): latents on another scale would meet noise of the wrong size.
+
+    Its schedule should keep some signal at t = T: latents are not clipped while sampling,
+    and DDIM's first step multiplies the model's error in x0_hat by
+    sqrt(alpha_bar_prev / alpha_bar_T). On the cosine schedule (alpha_bar_T = 2.4e-9) that is
+    ~630 for 50 steps, and a latent DiT's samples were measured to blow up (std 1,588); on
+    the linear one (4e-5; LDM's and Stable Diffusion's kind of schedule) they stayed near 1.
+    """
+    want = tuple(unwrap(model).latent_shape)
+    if x0.ndim != 4 or tuple(x0.shape[1:]) != want:
+        raise ValueError(
+            f"this latent diffusion model trains on latents of shape (N, "
+            f"{', '.join(map(str, want))}), got data of shape {tuple(x0.shape)}. Encode the "
+            "images first: diffusion_edu.latent.encode_dataset(model, images)."
+        )
+    std = float(x0.double().std()) if x0.numel() > 1 else 1.0
+    if not 1 / 3 <= std <= 3:
+        raise ValueError(
+            f"the latents' standard deviation is {std:.3g}, but scaled latents have about 1 "
+            "(the noise's scale). Encode with diffusion_edu.latent.encode_dataset(model, "
+            "images), which multiplies by model.scale_factor, not autoencoder.encode()."
+        )
+    alpha_bar_T = float(schedule.alpha_bars[-1])
+    if alpha_bar_T < MIN_LATENT_ALPHA_BAR_T:
+        warnings.warn(
+            f"the {schedule.name!r} schedule leaves alpha_bar_T = {alpha_bar_T:.2g} of the "
+            "signal at t = T. Latents are not clipped while sampling, so the first steps "
+            "amplify the model's errors and samples can blow up: train latent models on "
+            "make_schedule('linear'), as Stable Diffusion does.",
+            stacklevel=5,
+        )
 
 
 def train(

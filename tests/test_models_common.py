@@ -47,7 +47,7 @@ class _PromptModel(nn.Module):
 
 
 def test_model_kind_names_each_registered_class(tiny_unet) -> None:  # noqa: ANN001
-    assert set(MODEL_CLASSES) == {"unet", "toy_mlp", "dit"}
+    assert set(MODEL_CLASSES) == {"unet", "toy_mlp", "dit", "autoencoder", "latent"}
     assert model_kind(tiny_unet()) == "unet"
     assert model_kind(ToyNoisePredictor(ToyMLPConfig(hidden=8, depth=1))) == "toy_mlp"
     assert model_kind(_DDPLike(torch.compile(tiny_unet()))) == "unet"  # through wrappers

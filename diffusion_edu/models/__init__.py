@@ -1,10 +1,18 @@
 """Noise predictors: any module ``model(x_t, t, cond) -> prediction`` (see ``common``)."""
 
+from diffusion_edu.models.autoencoder import (
+    Autoencoder,
+    AutoencoderConfig,
+    LatentDiffusion,
+    LatentDiffusionConfig,
+    latent_scale_factor,
+)
 from diffusion_edu.models.common import (
     MODEL_CLASSES,
     build_model,
     config_from_dict,
     config_to_dict,
+    decodes_latents,
     model_for_config,
     model_kind,
     null_condition,
@@ -21,6 +29,11 @@ __all__ = [
     "UNetConfig",
     "DiT",
     "DiTConfig",
+    "Autoencoder",
+    "AutoencoderConfig",
+    "LatentDiffusion",
+    "LatentDiffusionConfig",
+    "latent_scale_factor",
     "ToyMLPConfig",
     "ToyNoisePredictor",
     "count_parameters",
@@ -32,6 +45,7 @@ __all__ = [
     "model_kind",
     "model_for_config",
     "null_condition",
+    "decodes_latents",
     "unwrap",
     "Stage",
     "conv_output_size",

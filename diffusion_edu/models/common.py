@@ -10,7 +10,11 @@ frozen dataclass. On top of that:
   condition (a batch of token ids, say) defines ``model.null_condition(cond)``.
 * :data:`MODEL_CLASSES`: the name it is saved under in checkpoints, and its class, whose
   ``config_class`` attribute names its config dataclass. A new architecture becomes
-  loadable from checkpoints by adding one entry here.
+  loadable from checkpoints by adding one entry here. (The autoencoder is registered too,
+  although it is not a noise predictor, so that it trains and saves through the same loop.)
+* A model whose data are latents (:class:`~diffusion_edu.models.LatentDiffusion`) has
+  ``model.decode_latents(z)`` (and ``encode_images(x)``, ``latent_shape``): the samplers
+  and the loss look for that one method (:func:`decodes_latents`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from diffusion_edu.models.autoencoder import Autoencoder, LatentDiffusion
 from diffusion_edu.models.dit import DiT
 from diffusion_edu.models.toy_mlp import ToyNoisePredictor
 from diffusion_edu.models.unet import UNet
@@ -34,6 +39,7 @@ __all__ = [
     "config_from_dict",
     "unwrap",
     "null_condition",
+    "decodes_latents",
 ]
 
 #: checkpoint name -> model class (each class takes its config dataclass as only argument).
@@ -41,6 +47,8 @@ MODEL_CLASSES: dict[str, type[nn.Module]] = {
     "unet": UNet,
     "toy_mlp": ToyNoisePredictor,
     "dit": DiT,
+    "autoencoder": Autoencoder,
+    "latent": LatentDiffusion,
 }
 
 
@@ -67,18 +75,42 @@ def model_kind(model: nn.Module) -> str:
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
-    """A model config as plain data (tuples become lists), safe for ``weights_only`` loading."""
-    return {
-        k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()
-    }
+    """A model config as plain data (tuples become lists), safe for ``weights_only`` loading.
+
+    A field that is itself a model's config (a :class:`~diffusion_edu.models.LatentDiffusion`
+    holds an autoencoder's and a denoiser's) becomes ``{"kind": ..., "config": {...}}``, so
+    that :func:`config_from_dict` knows which class to rebuild.
+    """
+    plain: dict[str, Any] = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            value = {"kind": _config_kind(value), "config": config_to_dict(value)}
+        elif isinstance(value, tuple):
+            value = list(value)
+        plain[field.name] = value
+    return plain
 
 
 def config_from_dict(kind: str, config: dict[str, Any]) -> Any:
     """The config dataclass of the named model kind from :func:`config_to_dict`'s output."""
     if kind not in MODEL_CLASSES:
         raise ValueError(f"unknown model kind {kind!r}; known: {', '.join(MODEL_CLASSES)}.")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in config.items()}
+    values: dict[str, Any] = {}
+    for name, value in config.items():
+        if isinstance(value, dict) and set(value) == {"kind", "config"}:  # a nested config
+            value = config_from_dict(value["kind"], dict(value["config"]))
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[name] = value
     return MODEL_CLASSES[kind].config_class(**values)  # type: ignore[attr-defined]
+
+
+def _config_kind(config: Any) -> str:
+    for kind, cls in MODEL_CLASSES.items():
+        if type(config) is getattr(cls, "config_class", None):
+            return kind
+    raise TypeError(f"{type(config).__name__} is not the config of a course model.")
 
 
 def model_for_config(config: Any) -> nn.Module:
@@ -109,3 +141,10 @@ def null_condition(model: nn.Module, cond: torch.Tensor) -> torch.Tensor | None:
         return custom(cond)
     null_label = getattr(inner, "null_label", None)
     return None if null_label is None else torch.full_like(cond, null_label)
+
+
+def decodes_latents(model: object) -> bool:
+    """Whether ``model`` diffuses an autoencoder's latents (it has ``decode_latents``), so
+    that its samples must be decoded to pixels; unwraps DDP and ``torch.compile``."""
+    inner = unwrap(model) if isinstance(model, nn.Module) else model
+    return callable(getattr(inner, "decode_latents", None))
