@@ -11,7 +11,7 @@ steps with 600 < t <= 900; docs/performance.md, "Issue 12").
 
 Or skip training and sample the model that ships with the course (the quick switch). A shipped
 model samples with its recommended settings (sampler, steps, guidance, guidance interval: its
-record's "recommended" key, measured by ``scripts/measure_guidance.py``); each flag you give
+record's "recommended" key, measured by the script that made it); each flag you give
 overrides one of them::
 
     python -m diffusion_edu sample --pretrained mnist --out samples.png
@@ -657,6 +657,12 @@ def _describe(settings: dict[str, Any], timesteps: list[int]) -> str:
     return text
 
 
+def _num_classes(model_config: object) -> int | None:
+    """The classes a model is conditioned on (a latent model's: its denoiser's), or None."""
+    inner = getattr(model_config, "denoiser", model_config)
+    return getattr(inner, "num_classes", None)
+
+
 def _grid_labels(args: argparse.Namespace, num_classes: int | None) -> tuple[list[int] | None, int]:
     """The class of each image to draw (None: unconditional) and the grid's images per row."""
     if args.labels is not None:
@@ -700,7 +706,7 @@ def _sample(args: argparse.Namespace) -> int:
         n = len(prompts)
     else:
         prompts = None
-        labels, nrow = _grid_labels(args, getattr(checkpoint.model_config, "num_classes", None))
+        labels, nrow = _grid_labels(args, _num_classes(checkpoint.model_config))
         n = len(labels) if labels is not None else (args.n or 64)
     model = checkpoint.build_model(ema=not args.no_ema, device=device)
     settings, from_record = _sampling_settings(
@@ -719,8 +725,9 @@ def _sample(args: argparse.Namespace) -> int:
           f"seed {args.seed}.", flush=True)  # fmt: skip
     if from_record:
         names = ", ".join(name.replace("_", " ") for name in from_record)
+        record = pretrained_info(args.pretrained).weights.with_suffix(".json").name
         print(f"Recommended settings of the shipped model {args.pretrained!r} (its record, "
-              f"measured by scripts/measure_guidance.py): {names}. A flag overrides each.",
+              f"data/pretrained/{record}): {names}. A flag overrides each.",
               flush=True)  # fmt: skip
     start = time.perf_counter()
     try:  # the sampler checks its own arguments (guidance without labels, say)

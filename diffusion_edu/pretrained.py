@@ -13,6 +13,12 @@ U-Net with a tiny text encoder and cross-attention, sampled with
 ``sample(model, schedule, prompts=["a bold seven leaning right"])``; its record holds the
 prompt-following scores (``scripts/make_pretrained_text.py`` trains and measures it).
 
+``load_pretrained("mnist-latent")`` is lesson 11's latent diffusion model (Rombach et al.
+2022): a small autoencoder (28 x 28 digits <-> 7 x 7 x 4 latents) and a class-conditional
+U-Net trained on its scaled latents; ``sample(model, schedule, labels=...)`` samples the
+latents and decodes them, so it returns pixels like the other models
+(``scripts/make_pretrained_latent.py`` trains and measures it).
+
 ``load_pretrained("spiral")`` is lesson 05's 2-D toy noise predictor, trained on the spiral with
 the lesson's own recipe (``scripts/make_pretrained_toy.py``); its record holds the fraction of
 its samples that land off the spiral, and its file keeps the loss of every training step
@@ -47,15 +53,17 @@ __all__ = [
 PRETRAINED_MODELS: dict[str, str] = {
     "mnist": "mnist_unet",
     "mnist-text": "mnist_text",
+    "mnist-latent": "mnist_latent",
     "spiral": "toy_spiral",
 }
 # The ones that draw images (what ``python -m diffusion_edu sample --pretrained`` offers);
 # "spiral" is lesson 05's 2-D toy: its samples are points in the plane, not pictures.
-PRETRAINED_IMAGE_MODELS: tuple[str, ...] = ("mnist", "mnist-text")
+PRETRAINED_IMAGE_MODELS: tuple[str, ...] = ("mnist", "mnist-text", "mnist-latent")
 # The script that makes each file again (named when a file is missing).
 _MAKERS: dict[str, str] = {
     "mnist": "scripts/make_pretrained.py",
     "mnist-text": "scripts/make_pretrained_text.py",
+    "mnist-latent": "scripts/make_pretrained_latent.py",
     "spiral": "scripts/make_pretrained_toy.py",
 }
 

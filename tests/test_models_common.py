@@ -15,12 +15,14 @@ from diffusion_edu.models.common import (
     build_model,
     config_from_dict,
     config_to_dict,
+    forward_flops,
     model_kind,
     null_condition,
     unwrap,
 )
+from diffusion_edu.models.dit import DiT, DiTConfig
 from diffusion_edu.models.toy_mlp import ToyMLPConfig, ToyNoisePredictor
-from diffusion_edu.models.unet import UNet
+from diffusion_edu.models.unet import UNet, UNetConfig
 
 
 class _DDPLike(nn.Module):
@@ -138,3 +140,33 @@ def test_model_for_config_builds_the_class_of_the_config_and_refuses_others() ->
     assert type(model_for_config(DiTConfig(hidden_size=16, depth=1, num_heads=2))) is DiT
     with pytest.raises(TypeError, match="not the config of a course model"):
         model_for_config({"base_channels": 8})
+
+
+def test_forward_flops_of_a_one_block_dit_match_the_count_by_hand() -> None:
+    """A DiT of one block on 28 x 28 digits, 4 x 4 patches: N = 49 tokens of width D = 48.
+    Each matrix product (m x k) @ (k x n) is 2 m k n operations; the attention's two
+    products must be counted too (the fused CPU kernel alone would count 0)."""
+    N, D, P = 49, 48, 16  # tokens, width, values per patch (4 x 4 x 1)
+    by_hand = (
+        2 * N * P * D  # patch embedding
+        + 2 * D * D * 2  # timestep MLP: two D x D layers
+        + 2 * D * 6 * D  # the block's adaLN-Zero regression: 6 vectors of D
+        + 2 * N * D * 3 * D  # q, k, v
+        + 2 * (2 * N * N * D)  # q k^T and (weights) v, over all heads
+        + 2 * N * D * D  # attention output projection
+        + 2 * (2 * N * D * 4 * D)  # MLP, ratio 4
+        + 2 * D * 2 * D  # final layer's adaptive LayerNorm: shift and scale
+        + 2 * N * D * P  # final linear map back to patches
+    )
+    model = DiT(DiTConfig(depth=1, hidden_size=D, num_heads=4, num_classes=10))
+    assert forward_flops(model) == by_hand
+
+
+def test_forward_flops_grow_with_the_model_and_cost_a_unet_more_than_a_dit_of_its_size() -> None:
+    small = UNet(UNetConfig(base_channels=16, channel_mults=(1, 2, 2), num_res_blocks=1))
+    dit = DiT(DiTConfig(hidden_size=48, depth=5, num_heads=4))
+    deeper = DiT(DiTConfig(hidden_size=48, depth=10, num_heads=4))
+    assert forward_flops(deeper) > 1.9 * forward_flops(dit)
+    # about the same parameters, but the U-Net convolves every pixel at full resolution
+    assert forward_flops(small) > 3 * forward_flops(dit)
+    assert forward_flops(dit, shape=(1, 28, 28)) == forward_flops(dit)
