@@ -13,8 +13,8 @@ U-Net with a tiny text encoder and cross-attention, sampled with
 ``sample(model, schedule, prompts=["a bold seven leaning right"])``; its record holds the
 prompt-following scores (``scripts/make_pretrained_text.py`` trains and measures it).
 
-``load_pretrained("mnist-latent")`` is latent diffusion (Rombach et al. 2022) for lesson 11
-(to come): a small autoencoder (28 x 28 digits <-> 7 x 7 x 4 latents) and a class-conditional
+``load_pretrained("mnist-latent")`` is latent diffusion (Rombach et al. 2022) for lesson 11:
+a small autoencoder (28 x 28 digits <-> 7 x 7 x 4 latents) and a class-conditional
 U-Net trained on its scaled latents; ``sample(model, schedule, labels=...)`` samples the
 latents and decodes them, so it returns pixels like the other models
 (``scripts/make_pretrained_latent.py`` trains and measures it).

@@ -22,10 +22,12 @@ from diffusion_edu.pretrained import load_pretrained, pretrained_info
 from diffusion_edu.viz.latent_viz import (
     SD_V1_IMAGE_SHAPE,
     SD_V1_LATENT_SHAPE,
+    channel_count_widget,
     decoder_flops,
     latent_cost_table,
     latent_walk,
     latent_walk_widget,
+    plot_channel_counts,
     plot_latent_arithmetic,
     plot_latent_channels,
     plot_latent_walk,
@@ -289,3 +291,73 @@ def test_channel_count_trains_that_many_channels_and_reports_its_heldout_error(h
         train_channel_count(0, images[:64], images[64:128], steps=3)
     with pytest.raises(ValueError, match="steps must be an integer >= 1"):
         train_channel_count(2, images[:64], images[64:128], steps=0)
+
+
+@pytest.fixture(scope="module")
+def channel_results(heldout) -> list:  # noqa: ANN001
+    images = heldout[0]
+    return [train_channel_count(c, images[:64], images[64:128], steps=2) for c in (4, 1)]
+
+
+def _reconstructed(autoencoder: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return autoencoder.decode(autoencoder.encode(x))
+
+
+def test_channel_count_figure_marks_the_chosen_count_and_shows_its_reconstructions(
+    channel_results,  # noqa: ANN001
+    heldout,  # noqa: ANN001
+) -> None:
+    x = heldout[0][:3]
+    fig = plot_channel_counts(channel_results, x, selected=1)
+    curve, marker = fig.axes[0].lines
+    one = next(r for r in channel_results if r.latent_channels == 1)
+    four = next(r for r in channel_results if r.latent_channels == 4)
+    np.testing.assert_allclose(curve.get_xdata(), [1, 4])  # sorted by channel count
+    np.testing.assert_allclose(curve.get_ydata(), [one.heldout_mse, four.heldout_mse])
+    np.testing.assert_allclose(marker.get_ydata(), [one.heldout_mse])
+    recon = _reconstructed(one.autoencoder, x)
+    for j in range(3):  # original, reconstruction, column by column
+        np.testing.assert_allclose(_shown(fig.axes[1 + 2 * j]), to_display(x[j, 0]), atol=1e-6)
+        np.testing.assert_allclose(_shown(fig.axes[2 + 2 * j]), to_display(recon[j, 0]), atol=1e-5)
+    assert "1 latent channel (49 numbers per digit), 2 training steps" in fig._suptitle.get_text()
+    assert fig.axes[0].get_xlabel() and fig.axes[0].get_ylabel() and fig.axes[0].get_title()
+    assert fig.get_figwidth() <= FIGURE_WIDTH
+    with pytest.raises(ValueError, match="one of the channel counts"):
+        plot_channel_counts(channel_results, x, selected=3)
+
+
+def test_channel_count_widget_redraws_the_reconstructions_when_the_slider_moves(
+    channel_results,  # noqa: ANN001
+    heldout,  # noqa: ANN001
+) -> None:
+    x = heldout[0][:4]
+    live = channel_count_widget(channel_results, x)
+    slider = live.controls["channels"]
+    assert list(slider.options) == [1, 4] and slider.value == 4
+    before = live.image.widget.value
+    for value in (1, 4):
+        slider.value = value
+        chosen = next(r for r in channel_results if r.latent_channels == value)
+        fig = live.last_figure
+        recon = _reconstructed(chosen.autoencoder, x)
+        for j in range(4):
+            np.testing.assert_allclose(
+                _shown(fig.axes[2 + 2 * j]), to_display(recon[j, 0]), atol=1e-5
+            )
+        np.testing.assert_allclose(fig.axes[0].lines[1].get_ydata(), [chosen.heldout_mse])
+        assert f"{value} latent channel" in fig._suptitle.get_text()
+        if value == 1:
+            assert live.image.widget.value != before  # a new picture was shown
+
+
+def test_channel_count_pictures_refuse_bad_input_clearly(channel_results, heldout) -> None:  # noqa: ANN001
+    x = heldout[0][:4]
+    with pytest.raises(TypeError, match="list of ChannelCountResult"):
+        plot_channel_counts([1, 2], x)
+    with pytest.raises(ValueError, match="each channel count once"):
+        plot_channel_counts([channel_results[0], channel_results[0]], x)
+    with pytest.raises(ValueError, match="1 to 12 digits"):
+        channel_count_widget(channel_results, heldout[0][:13])
+    with pytest.raises(ValueError, match="at least two channel counts"):
+        channel_count_widget(channel_results[:1], x)

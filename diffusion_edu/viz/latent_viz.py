@@ -11,7 +11,8 @@
 * :class:`SideBySide`, :func:`side_by_side`, :func:`plot_side_by_side`: the pixel U-Net and the
   latent model, from their records (quality, seconds) and PyTorch's FLOP counter.
 * :class:`ChannelCountResult`, :func:`train_channel_count`: a quick autoencoder with fewer or
-  more latent channels, and its held-out reconstruction error.
+  more latent channels, and its held-out reconstruction error; :func:`plot_channel_counts`,
+  :func:`channel_count_widget`: those results and their reconstructions, under a slider.
 
 Every function that needs the autoencoder takes the latent model
 (:class:`~diffusion_edu.models.LatentDiffusion`, e.g. ``load_pretrained("mnist-latent")[0]``)
@@ -67,6 +68,8 @@ __all__ = [
     "plot_side_by_side",
     "ChannelCountResult",
     "train_channel_count",
+    "plot_channel_counts",
+    "channel_count_widget",
 ]
 
 #: Stable Diffusion v1's images, (C, H, W): 512 x 512 RGB. CompVis/stable-diffusion README
@@ -718,3 +721,122 @@ def train_channel_count(
     autoencoder = trainer.ema_model.eval()  # the model itself: no moving average was kept
     mse = reconstruction_mse(autoencoder, heldout_images)
     return ChannelCountResult(latent_channels, steps, seconds, mse, autoencoder)
+
+
+def _check_channel_results(
+    results: Sequence[ChannelCountResult], images: torch.Tensor, caller: str
+) -> tuple[list[ChannelCountResult], torch.Tensor]:
+    """The results sorted by channel count, and ``images`` as a small batch, or a clear error."""
+    results = list(results)
+    if not results or not all(isinstance(r, ChannelCountResult) for r in results):
+        raise TypeError(
+            f"{caller} takes a list of ChannelCountResult, one per channel count: "
+            "[train_channel_count(c, train_images, heldout_images) for c in (1, 2, 4, 8)]."
+        )
+    counts = [r.latent_channels for r in results]
+    if len(set(counts)) != len(counts):
+        raise ValueError(f"{caller}: each channel count once, got {counts}.")
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or not 1 <= images.shape[0] <= 12:
+        raise ValueError(
+            f"{caller} shows 1 to 12 digits (B, 1, 28, 28), got "
+            f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}"
+            ": pass a few held-out digits, e.g. images[:8]."
+        )
+    return sorted(results, key=lambda r: r.latent_channels), images.detach().float().cpu()
+
+
+@torch.no_grad()
+def _reconstruct_with(autoencoder: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    device = next(autoencoder.parameters()).device
+    return autoencoder.decode(autoencoder.encode(x.to(device))).float().cpu()  # (B, C, H, W)
+
+
+def plot_channel_counts(
+    results: Sequence[ChannelCountResult], images: torch.Tensor, selected: int | None = None
+) -> Figure:
+    """Left: held-out MSE against the number of latent channels (:func:`train_channel_count`),
+    the ``selected`` count marked; right: a few held-out digits (top) and that autoencoder's
+    reconstructions (bottom)."""
+    results, x = _check_channel_results(results, images, "plot_channel_counts")
+    by_count = {r.latent_channels: r for r in results}
+    chosen = by_count.get(selected if selected is not None else results[-1].latent_channels)
+    if chosen is None:
+        raise ValueError(f"selected must be one of the channel counts {sorted(by_count)}.")
+    fig = LessonFigure(figsize=(FIGURE_WIDTH, 3.4))
+    _draw_channel_counts(fig, results, x, chosen)
+    return fig
+
+
+def _draw_channel_counts(
+    fig: Figure, results: list[ChannelCountResult], x: torch.Tensor, chosen: ChannelCountResult
+) -> None:
+    # Fixed axes positions (no layout engine), so the widget can redraw in place quickly.
+    n = x.shape[0]
+    ax = fig.add_axes((0.08, 0.17, 0.24, 0.6))
+    counts = [r.latent_channels for r in results]
+    mses = [r.heldout_mse for r in results]
+    ax.plot(counts, mses, "o-", color=SLATE)
+    ax.plot([chosen.latent_channels], [chosen.heldout_mse], "o", color=TEAL, ms=12)  # lines[1]
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(counts, [str(c) for c in counts])
+    ax.set_xlabel("latent channels c (c x 7 x 7 numbers)")
+    ax.set_ylabel("held-out MSE")
+    ax.set_title(f"error after {chosen.steps} steps", fontsize=9)
+    ax.set_ylim(0, 1.15 * max(mses))
+    ax.spines[["top", "right"]].set_visible(False)
+    recon = _reconstruct_with(chosen.autoencoder, x)
+    width = 0.6 / n
+    for j in range(n):
+        for row, picture in enumerate((x[j, 0], recon[j, 0])):
+            a = fig.add_axes((0.38 + j * width, 0.42 - row * 0.36, width * 0.95, 0.34))
+            a.imshow(to_display(picture), cmap="gray", vmin=0, vmax=1)
+            _image_axes(a)
+            if j == 0:
+                a.set_ylabel(("original", "D(E(x))")[row], fontsize=9)
+    fig.suptitle(_channel_title(chosen), fontsize=10)
+
+
+def _channel_title(r: ChannelCountResult) -> str:
+    return (
+        f"{r.latent_channels} latent channel{'s' if r.latent_channels > 1 else ''} "
+        f"({r.latent_channels * 49} numbers per digit), {r.steps} training steps: "
+        f"held-out MSE {r.heldout_mse:.4f}"
+    )
+
+
+def channel_count_widget(results: Sequence[ChannelCountResult], images: torch.Tensor) -> LivePlot:
+    """A slider over the channel counts of ``results`` (trained beforehand, so a move only
+    decodes a few digits) above :func:`plot_channel_counts`' figure, changed in place.
+
+    Args:
+        results: one :func:`train_channel_count` result per channel count.
+        images: ``(B, 1, 28, 28)`` a few held-out digits to reconstruct (1 to 12).
+    """
+    results, x = _check_channel_results(results, images, "channel_count_widget")
+    by_count = {r.latent_channels: r for r in results}
+    if len(by_count) < 2:
+        raise ValueError("channel_count_widget needs results for at least two channel counts.")
+    controls = {
+        "channels": widgets.SelectionSlider(
+            options=list(by_count), value=results[-1].latent_channels,
+            description="latent channels", style={"description_width": "initial"},
+        )
+    }  # fmt: skip
+
+    def draw(channels: int) -> Figure:
+        fig = LessonFigure(figsize=(FIGURE_WIDTH, 3.4))
+        _draw_channel_counts(fig, results, x, by_count[channels])
+        return fig
+
+    def update(fig: Figure, channels: int) -> None:
+        chosen = by_count[channels]
+        recon = _reconstruct_with(chosen.autoencoder, x)
+        pictures = fig.axes[1:]  # original, reconstruction, original, ... (column by column)
+        for j in range(x.shape[0]):
+            pictures[2 * j + 1].images[0].set_data(to_display(recon[j, 0]))
+        fig.axes[0].lines[1].set_data(  # the marker on the MSE curve
+            [chosen.latent_channels], [chosen.heldout_mse]
+        )
+        fig._suptitle.set_text(_channel_title(chosen))
+
+    return LivePlot(draw, controls, update=update)
