@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from diffusion_edu.exercises.lesson11 import (
-    example_latents,
     check_my_decode,
     check_my_scale_factor,
+    example_latents,
     solution_my_decode,
     solution_my_scale_factor,
     verify_flops_ratio_prediction,
