@@ -19,6 +19,12 @@ U-Net trained on its scaled latents; ``sample(model, schedule, labels=...)`` sam
 latents and decodes them, so it returns pixels like the other models
 (``scripts/make_pretrained_latent.py`` trains and measures it).
 
+``load_pretrained("mnist-dit")`` is the same recipe with a Diffusion Transformer (Peebles & Xie
+2023) as the denoiser: the same kind of autoencoder, and a DiT reading the 7 x 7 x 4 latents as 49
+tokens (patch size 1), as the paper's DiTs read Stable Diffusion's latents (their Sec. 3.1). A
+DiT on pixels did not learn digits in the CPU budgets tried (docs/performance.md); on latents
+it does (``scripts/make_pretrained_latent.py --denoiser dit``).
+
 ``load_pretrained("spiral")`` is lesson 05's 2-D toy noise predictor, trained on the spiral with
 the lesson's own recipe (``scripts/make_pretrained_toy.py``); its record holds the fraction of
 its samples that land off the spiral, and its file keeps the loss of every training step
@@ -54,16 +60,18 @@ PRETRAINED_MODELS: dict[str, str] = {
     "mnist": "mnist_unet",
     "mnist-text": "mnist_text",
     "mnist-latent": "mnist_latent",
+    "mnist-dit": "mnist_dit",
     "spiral": "toy_spiral",
 }
 # The ones that draw images (what ``python -m diffusion_edu sample --pretrained`` offers);
 # "spiral" is lesson 05's 2-D toy: its samples are points in the plane, not pictures.
-PRETRAINED_IMAGE_MODELS: tuple[str, ...] = ("mnist", "mnist-text", "mnist-latent")
+PRETRAINED_IMAGE_MODELS: tuple[str, ...] = ("mnist", "mnist-text", "mnist-latent", "mnist-dit")
 # The script that makes each file again (named when a file is missing).
 _MAKERS: dict[str, str] = {
     "mnist": "scripts/make_pretrained.py",
     "mnist-text": "scripts/make_pretrained_text.py",
     "mnist-latent": "scripts/make_pretrained_latent.py",
+    "mnist-dit": "scripts/make_pretrained_latent.py --denoiser dit",
     "spiral": "scripts/make_pretrained_toy.py",
 }
 

@@ -26,10 +26,14 @@ The shipped model (the command above; one thread of a 2-core AMD EPYC without bf
 running): the autoencoder in 110 s (held-out reconstructions: MSE 0.0088, 26.6 dB, read right
 98.4% of the time against 98.6% for the real digits), the U-Net denoiser (496,228 parameters)
 4,000 steps in 897 s; 500 samples, DDIM-50, seed 0: 89.8% / Frechet distance 0.63 at guidance
-1, 99.6% / 0.75 at guidance 2 (the floor: 0.29). A DiT denoiser (``--denoiser dit``) learned
-far more slowly on this CPU: after 328 steps (3 minutes) its class agreement was still at
-chance (0.05 at guidance 1, 0.08 at 2; 100 samples), against 0.49 and 0.70 for the U-Net
-after 1,206 steps; see docs/performance.md on the pixel DiT.
+1, 99.6% / 0.75 at guidance 2 (the floor: 0.29). The DiT denoiser (``--denoiser dit``) learns
+more slowly (about twice the U-Net's steps; docs/performance.md): the shipped ``mnist-dit`` is
+
+    python scripts/make_pretrained_latent.py --ae-steps 2000 --steps 8000 --denoiser dit \
+        --guidance 2 --out data/pretrained/mnist_dit.pt --work runs/dit
+
+(8,000 steps in 2,548 s on two threads; 86.0% / 1.13 at guidance 1, 99.4% / 0.72 at guidance 2;
+the same autoencoder weights as ``mnist-latent``, same command and seed).
 """
 
 from __future__ import annotations

@@ -140,13 +140,16 @@ def test_sample_pretrained_needs_no_training_and_draws_the_asked_digits(tmp_path
         build_parser().parse_args(["sample", "--pretrained", "mnist", "--checkpoint", "x.pt"])
 
 
-def test_sample_pretrained_latent_model_draws_one_row_per_class_as_pixels(tmp_path: Path) -> None:
-    """The latent model's classes are its denoiser's: --per-class draws every digit (it once
-    drew 64 unlabelled images), decoded to pixels."""
+@pytest.mark.parametrize("name", ["mnist-latent", "mnist-dit"])
+def test_sample_pretrained_latent_model_draws_one_row_per_class_as_pixels(
+    tmp_path: Path, name: str
+) -> None:
+    """A latent model's classes are its denoiser's (a U-Net's or a DiT's): --per-class draws
+    every digit (it once drew 64 unlabelled images), decoded to pixels."""
     from diffusion_edu.metrics import class_agreement
 
     out = tmp_path / "latent.png"
-    assert main(["sample", "--pretrained", "mnist-latent", "--per-class", "1", "--steps", "20",
+    assert main(["sample", "--pretrained", name, "--per-class", "1", "--steps", "20",
                  "--nrow", "10", "--out", str(out), "--no-progress"]) == 0  # fmt: skip
     grid = torch.from_numpy(plt.imread(out)[..., 0].copy())
     assert grid.shape == (32, 302)  # 10 digits in one row: one per class

@@ -182,16 +182,20 @@ def test_shipped_model_recommends_measured_settings_that_draw_the_asked_digits()
     assert class_agreement(images, labels) >= 0.9
 
 
-def test_shipped_latent_model_matches_its_record_and_draws_digits_as_pixels():
-    """Lesson 11's model: a few MB, its record's settings, and the issue's goal (>= 98% class
-    agreement at the recommended setting, 500 samples, DDIM-50) recorded; 30 quick digits
-    come out as (B, 1, 28, 28) pixels in [-1, 1] that read as the asked digits."""
-    info = pretrained_info("mnist-latent")
+@pytest.mark.parametrize(("name", "denoiser"), [("mnist-latent", "UNet"), ("mnist-dit", "DiT")])
+def test_shipped_latent_model_matches_its_record_and_draws_digits_as_pixels(name, denoiser):
+    """Lesson 11's model (a U-Net on latents) and lesson 10's (a DiT on the same kind of
+    latents): a few MB, its record's settings, and the issue's goal (>= 98% class agreement at
+    the recommended setting, 500 samples, DDIM-50) recorded; 30 quick digits come out as
+    (B, 1, 28, 28) pixels in [-1, 1] that read as the asked digits."""
+    info = pretrained_info(name)
     assert info.weights.stat().st_size < 5e6, "the latent model must stay a few MB"
-    model, schedule = load_pretrained("mnist-latent")
+    model, schedule = load_pretrained(name)
+    assert type(model.denoiser).__name__ == denoiser
     assert str(model.config) == info.record["model_config"]
     assert sum(p.numel() for p in model.parameters()) == info.record["parameters"]
     assert "make_pretrained_latent.py" in info.command
+    assert f"--denoiser {denoiser.lower()}" in info.command
     settings = info.recommended
     assert settings["sampler"] == "ddim" and settings["steps"] == 50
     key = f"ddim50_guidance{settings['guidance']:g}"
