@@ -156,6 +156,47 @@ def test_attention_maps_refuse_a_unet_and_bad_queries(tiny_unet) -> None:  # noq
         query_attention(model, schedule, _digit(), 3, layer=2)
 
 
+def test_attention_of_the_latent_dit_is_over_latent_patches_of_the_encoded_digit() -> None:
+    """load_pretrained("mnist-dit"): the maps are its denoiser's, on z_t = q_sample(E(x) * scale
+    factor) with the seeded noise, over the 7 x 7 latent grid; the pictures are decoded z_t,
+    and each latent patch is outlined as the 4 x 4 pixels it stands for."""
+    from diffusion_edu.forward import q_sample
+    from diffusion_edu.pretrained import load_pretrained
+
+    model, schedule = load_pretrained("mnist-dit")
+    timesteps = (900, 500, 100)
+    x_t, maps = query_attention(model, schedule, _digit(), 3, timesteps, query=10, layer=0)
+    assert x_t.shape == (3, 1, 28, 28) and maps.shape == (3, 7, 7)
+    assert x_t.min() >= -1 and x_t.max() <= 1
+    torch.testing.assert_close(maps.sum(dim=(1, 2)), torch.ones(3))
+    with torch.no_grad():
+        z0 = model.autoencoder.encode(_digit()[None]) * model.scale_factor  # (1, 4, 7, 7)
+        noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
+        ts = torch.tensor(timesteps)
+        z_t = q_sample(z0.expand(3, -1, -1, -1), ts, schedule, noise.expand(3, -1, -1, -1))
+        full = model.denoiser.attention_maps(z_t, ts, torch.full((3,), 3))[0]
+        decoded = model.decode_latents(z_t).clamp(-1, 1)
+    torch.testing.assert_close(maps, full.mean(dim=1)[:, 10].reshape(3, 7, 7))
+    torch.testing.assert_close(x_t, decoded)
+    fig = plot_attention_maps(model, schedule, _digit(), 3, timesteps, query=10)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert [t for t in titles if "at t =" in t] == [f"decoded z_t at t = {t}" for t in timesteps]
+    outlines = [p for ax in fig.axes for p in ax.patches if p.get_width() == 4]
+    assert len(outlines) == len(
+        timesteps
+    )  # the query's 4 x 4 pixels (latent patch 10: row 1, col 3)
+    assert all(p.get_xy() == (3 * 4 - 0.5, 1 * 4 - 0.5) for p in outlines)
+    plt.close(fig)
+
+
+def test_attention_maps_refuse_a_latent_model_whose_denoiser_is_a_unet() -> None:
+    from diffusion_edu.pretrained import load_pretrained
+
+    model, schedule = load_pretrained("mnist-latent")
+    with pytest.raises(TypeError, match=r"needs a Diffusion Transformer.*got UNet"):
+        query_attention(model, schedule, _digit(), 3)
+
+
 # ----------------------------------------------------------------------------- costs
 def _bmm_flops(model: DiT) -> int:
     """FLOPs of the batched matrix products (q k^T and weights @ v) as PyTorch counts them."""

@@ -38,6 +38,7 @@ from torch import nn
 
 from diffusion_edu.data import require_data_file
 from diffusion_edu.forward import q_sample
+from diffusion_edu.models.autoencoder import LatentDiffusion
 from diffusion_edu.models.common import forward_flops, unwrap
 from diffusion_edu.models.dit import DiT, DiTConfig, patchify
 from diffusion_edu.models.unet import UNet, count_parameters
@@ -166,7 +167,10 @@ def plot_patches(image: torch.Tensor, patch_size: int) -> Figure:
 
 # ----------------------------------------------------------------------------- attention
 def _check_dit(model: nn.Module, caller: str) -> DiT:
+    """The DiT of ``model``: the model itself, or the denoiser of a latent model."""
     inner = unwrap(model)
+    if isinstance(inner, LatentDiffusion):
+        inner = unwrap(inner.denoiser)
     if not isinstance(inner, DiT):
         raise TypeError(
             f"{caller} needs a Diffusion Transformer (diffusion_edu.models.DiT), got "
@@ -193,12 +197,33 @@ def query_attention(
     are block ``layer``'s softmax(q k^T / sqrt(d)) row of token ``query`` (default: the centre
     patch), averaged over heads; each map sums to 1.
 
+    For a latent model with a DiT denoiser (``load_pretrained("mnist-dit")``) the same happens
+    to the image's scaled latents z_0 = E(x_0) * scale_factor, whose tokens are latent patches;
+    the returned ``x_t`` are then the noisy latents z_t decoded to pixels (what the DiT sees,
+    as a picture), and each latent patch stands for a square of ``image_size / grid`` pixels.
+
     Returns:
         ``x_t`` ``(len(timesteps), 1, H, W)`` and the maps ``(len(timesteps), grid, grid)``.
     """
     dit = _check_dit(model, "query_attention")
     cfg = dit.config
+    latent = unwrap(model) if isinstance(unwrap(model), LatentDiffusion) else None
     x0 = _as_image(image)
+    if latent is not None:
+        if tuple(x0.shape[1:]) != tuple(latent.image_shape):
+            raise ValueError(
+                f"image must be one {latent.image_shape} picture for this latent model, got "
+                f"{tuple(x0.shape)}."
+            )
+        ae = latent.autoencoder
+        with torch.no_grad():
+            was_training = ae.training
+            ae.eval()
+            try:
+                device = next(ae.parameters()).device
+                x0 = ae.encode(x0.to(device)).cpu() * latent.scale_factor  # (1, c, h, w)
+            finally:
+                ae.train(was_training)
     g = cfg.grid_size
     query = g * (g // 2) + g // 2 if query is None else query
     if not 0 <= query < cfg.num_tokens:
@@ -220,6 +245,9 @@ def query_attention(
     finally:
         dit.train(was_training)
     weights = maps.float().mean(dim=1)[:, query].cpu()  # (k, N): heads averaged, one query row
+    if latent is not None:  # show the noisy latents as the pictures they decode to
+        with torch.no_grad():
+            x_t = latent.decode_latents(x_t.to(device)).cpu().clamp(-1, 1)  # (k, 1, H, W)
     return x_t, weights.reshape(k, g, g)  # (k, grid, grid)
 
 
@@ -242,21 +270,23 @@ def plot_attention_maps(
     dit = _check_dit(model, "plot_attention_maps")
     cfg = dit.config
     x_t, weights = query_attention(model, schedule, image, label, timesteps, query, layer, seed)
-    g, p = cfg.grid_size, cfg.patch_size
+    g = cfg.grid_size
+    size = x_t.shape[-1]  # pixels per side (a latent model's decoded pictures: its image size)
+    p = size // g  # pixels per token: the patch size, or patch size x downsampling for latents
     query = g * (g // 2) + g // 2 if query is None else query
     q_row, q_col = divmod(query, g)
     k = len(timesteps)
     width = min(FIGURE_WIDTH, 1.0 + 2.3 * k)
     fig = LessonFigure(figsize=(width, 5.0), layout="constrained")
     axes = np.asarray(fig.subplots(2, k, squeeze=False))
-    size = cfg.image_size
+    what = "decoded z_t" if isinstance(unwrap(model), LatentDiffusion) else "x_t"
     extent = (-0.5, size - 0.5, size - 0.5, -0.5)  # one patch covers p x p pixels
     heat = None
     for j, t in enumerate(timesteps):
         top, bottom = axes[0, j], axes[1, j]
         digit = to_display(x_t[j, 0])
         top.imshow(digit, cmap="gray", vmin=0, vmax=1)
-        top.set_title(f"x_t at t = {t}", fontsize=10)
+        top.set_title(f"{what} at t = {t}", fontsize=10)
         bottom.imshow(digit, cmap="gray", vmin=0, vmax=1)
         heat = bottom.imshow(
             weights[j].numpy(), cmap="magma", alpha=0.7, extent=extent, interpolation="nearest"
