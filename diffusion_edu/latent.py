@@ -39,6 +39,7 @@ from diffusion_edu.models.autoencoder import (
 from diffusion_edu.models.common import unwrap
 from diffusion_edu.models.dit import DiTConfig
 from diffusion_edu.models.unet import UNetConfig
+from diffusion_edu.schedules import NoiseSchedule
 
 __all__ = [
     "AutoencoderLoss",
@@ -49,6 +50,7 @@ __all__ = [
     "encode_dataset",
     "reconstruction_mse",
     "psnr",
+    "signal_share",
 ]
 
 #: How :func:`train_autoencoder` trains by default: about 2 minutes on one CPU core for the
@@ -219,3 +221,17 @@ def psnr(mse: float, data_range: float = 2.0) -> float:
     if not mse > 0:
         raise ValueError(f"mse must be > 0, got {mse!r}.")
     return 10.0 * math.log10(data_range**2 / mse)
+
+
+def signal_share(schedule: NoiseSchedule, t: int, data_std: float = 1.0) -> float:
+    """The share of x_t's variance that is still data, for data of standard deviation
+    ``data_std`` noised to step t (DDPM Eq. 4, x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t)
+    eps): ``alpha_bar_t s^2 / (alpha_bar_t s^2 + 1 - alpha_bar_t)``; ``alpha_bar_t`` itself for
+    unit-spread data. Why latents are rescaled to std 1 (Rombach et al. 2022, Sec. 4.3.2 and
+    appendix D.1): with s > 1 the data stays visible further into the schedule."""
+    if not 0 <= t <= schedule.T:
+        raise ValueError(f"t must be in 0..{schedule.T}, got {t}.")
+    if not data_std > 0:
+        raise ValueError(f"data_std must be > 0, got {data_std!r}.")
+    signal = float(schedule.alpha_bars[t]) * data_std**2
+    return signal / (signal + 1.0 - float(schedule.alpha_bars[t]))

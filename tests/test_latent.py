@@ -278,3 +278,36 @@ def test_latent_model_refuses_wrong_shapes(fake_digits) -> None:  # noqa: ANN001
         model.decode_latents(torch.zeros(2, 1, 28, 28))
     with pytest.raises(TypeError, match="LatentDiffusion"):
         encode_dataset(model.autoencoder, torch.zeros(2, 1, 28, 28))  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- signal share
+@pytest.mark.parametrize("data_std", [0.5, 1.0, 1.84])
+@pytest.mark.parametrize("t", [1, 250, 600, 1000])
+def test_signal_share_matches_the_variance_of_q_sample_on_data_of_that_spread(
+    t: int, data_std: float
+) -> None:
+    """Var(sqrt(alpha_bar_t) x_0) / Var(x_t) from q_sample itself (so the same t convention):
+    a wrong square root or alpha_bars[t - 1] would miss it."""
+    from diffusion_edu.forward import q_sample
+    from diffusion_edu.latent import signal_share
+
+    schedule = make_schedule("linear")
+    g = torch.Generator().manual_seed(t)
+    x0 = torch.randn(200_000, generator=g, dtype=torch.float64) * data_std
+    eps = torch.randn(200_000, generator=g, dtype=torch.float64)
+    x_t = q_sample(x0, t, schedule, eps)
+    noise_part = x_t - q_sample(x0, t, schedule, torch.zeros_like(eps))
+    measured = 1 - float(noise_part.var() / x_t.var())
+    assert signal_share(schedule, t, data_std) == pytest.approx(measured, abs=0.01)
+    if data_std == 1.0:
+        assert signal_share(schedule, t) == pytest.approx(float(schedule.alpha_bars[t]))
+
+
+def test_signal_share_refuses_a_step_outside_the_schedule_and_a_bad_spread() -> None:
+    from diffusion_edu.latent import signal_share
+
+    schedule = make_schedule("linear")
+    with pytest.raises(ValueError, match=r"t must be in 0\.\.1000"):
+        signal_share(schedule, 1001)
+    with pytest.raises(ValueError, match="data_std must be > 0"):
+        signal_share(schedule, 10, 0.0)

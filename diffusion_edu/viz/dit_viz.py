@@ -38,6 +38,7 @@ from torch import nn
 
 from diffusion_edu.data import require_data_file
 from diffusion_edu.forward import q_sample
+from diffusion_edu.latent import encode_latents
 from diffusion_edu.models.autoencoder import LatentDiffusion
 from diffusion_edu.models.common import forward_flops, unwrap
 from diffusion_edu.models.dit import DiT, DiTConfig, patchify
@@ -215,15 +216,8 @@ def query_attention(
                 f"image must be one {latent.image_shape} picture for this latent model, got "
                 f"{tuple(x0.shape)}."
             )
-        ae = latent.autoencoder
         with torch.no_grad():
-            was_training = ae.training
-            ae.eval()
-            try:
-                device = next(ae.parameters()).device
-                x0 = ae.encode(x0.to(device)).cpu() * latent.scale_factor  # (1, c, h, w)
-            finally:
-                ae.train(was_training)
+            x0 = encode_latents(latent.autoencoder, x0) * latent.scale_factor  # (1, c, h, w)
     g = cfg.grid_size
     query = g * (g // 2) + g // 2 if query is None else query
     if not 0 <= query < cfg.num_tokens:

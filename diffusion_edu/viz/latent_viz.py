@@ -74,8 +74,8 @@ __all__ = [
 
 #: Stable Diffusion v1's images, (C, H, W): 512 x 512 RGB. CompVis/stable-diffusion README
 #: ("pretrained on 256x256 images and then finetuned on 512x512 images") and
-#: ``configs/stable-diffusion/v1-inference.yaml`` (first stage ``resolution: 512``,
-#: ``in_channels: 3``).
+#: ``configs/stable-diffusion/v1-inference.yaml`` (first stage ``in_channels: 3``; its
+#: ``ch_mult: [1, 2, 4, 4]`` halves the size three times, f = 8: 64 x 8 = 512).
 SD_V1_IMAGE_SHAPE = (3, 512, 512)
 #: Stable Diffusion v1's latents, (C, h, w): ``v1-inference.yaml`` has ``image_size: 64``,
 #: ``channels: 4`` (``z_channels: 4``): the README's "downsampling-factor 8 autoencoder".
