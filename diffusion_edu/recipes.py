@@ -38,6 +38,8 @@ __all__ = [
     "RECIPES",
     "MODEL_SIZES",
     "DIT_SIZES",
+    "LATENT_DIT_SIZES",
+    "LATENT_UNET",
     "digits_recipe",
     "TEXT_UNET",
     "text_trainer",
@@ -77,6 +79,41 @@ DIT_SIZES: dict[str, DiTConfig] = {
     # ~2.4M parameters: for a GPU.
     "large": DiTConfig(hidden_size=128, depth=8, num_heads=4),
 }
+
+#: Denoisers on the shipped autoencoder's 7 x 7 x 4 latents (lessons 10 and 11): a DiT with
+#: patch size 1 reads each latent pixel as one token (49 tokens), as the paper's DiTs read
+#: Stable Diffusion's latents (Peebles & Xie 2023, Sec. 3.1). ``"default"`` is the shipped
+#: ``mnist-dit``'s denoiser; the three sizes are lesson 10's scaling record
+#: (scripts/measure_dit_scaling.py). Parameter counts with 10 classes.
+LATENT_DIT_SIZES: dict[str, DiTConfig] = {
+    # 61,604 parameters.
+    "tiny": DiTConfig(
+        image_size=7,
+        in_channels=4,
+        patch_size=1,
+        hidden_size=32,
+        depth=3,
+        num_heads=2,
+        num_classes=10,
+    ),  # fmt: skip
+    # 179,140 parameters.
+    "small": DiTConfig(
+        image_size=7,
+        in_channels=4,
+        patch_size=1,
+        hidden_size=48,
+        depth=4,
+        num_heads=4,
+        num_classes=10,
+    ),  # fmt: skip
+    # 466,052 parameters: mnist-dit.
+    "default": DiTConfig(image_size=7, in_channels=4, patch_size=1, num_classes=10),
+}
+#: The shipped ``mnist-latent``'s denoiser: 7 x 7 -> 4 x 4, no attention (496,228 parameters).
+LATENT_UNET = UNetConfig(
+    image_size=7, in_channels=4, base_channels=32, channel_mults=(1, 2), num_res_blocks=1,
+    attention=False, num_classes=10,
+)  # fmt: skip
 
 SMALL_UNET = dataclasses.replace(MODEL_SIZES["small"], num_classes=10)  # 200,433 parameters
 #: Lesson 09's text-conditioned model: the small U-Net reading a prompt through a one-layer

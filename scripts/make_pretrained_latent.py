@@ -61,6 +61,7 @@ from diffusion_edu.latent import (
 from diffusion_edu.loop import TensorBatches, TrainConfig, Trainer
 from diffusion_edu.metrics import class_agreement, frechet_distance, frechet_floor
 from diffusion_edu.models import AutoencoderConfig, DiTConfig, UNetConfig
+from diffusion_edu.recipes import LATENT_DIT_SIZES, LATENT_UNET
 from diffusion_edu.samplers import sample
 from diffusion_edu.schedules import make_schedule
 from diffusion_edu.training import DiffusionLoss
@@ -73,16 +74,12 @@ def parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-#: The denoisers on the 7 x 7 x 4 latents (10 classes).
+#: The denoisers on the 7 x 7 x 4 latents (10 classes): the DiT's shape is the default DiT's
+#: (~0.47M parameters), the U-Net has no attention (496,228 parameters).
 DENOISERS: dict[str, DiTConfig | UNetConfig] = {
-    # 49 tokens of width 64, 6 blocks: the default DiT's shape (~0.45M parameters).
-    "dit": DiTConfig(image_size=7, in_channels=4, patch_size=1, num_classes=10),
-    # 7 x 7 -> 4 x 4, no attention (496,228 parameters): the shipped model's denoiser.
-    "unet": UNetConfig(
-        image_size=7, in_channels=4, base_channels=32, channel_mults=(1, 2), num_res_blocks=1,
-        attention=False, num_classes=10,
-    ),
-}  # fmt: skip
+    "dit": LATENT_DIT_SIZES["default"],
+    "unet": LATENT_UNET,
+}
 
 
 def main() -> None:

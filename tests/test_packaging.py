@@ -174,6 +174,12 @@ def test_every_library_module_has_its_own_test_file() -> None:
     assert not missing, "modules without a test file: " + "; ".join(missing)
     expected = {_expected_test_file(m) for m in (ROOT / "diffusion_edu").rglob("*.py")}
     # checks of the repository itself, and of the lessons as whole notebooks, not of one module
-    repo_level = {"test_packaging.py", "test_notebooks.py", "test_glossary.py"}
+    repo_level = {
+        "test_packaging.py",
+        "test_notebooks.py",
+        "test_glossary.py",
+        "test_instructor_guide.py",
+        "test_bundle.py",
+    }
     stray = {p.name for p in (ROOT / "tests").glob("test_*.py")} - expected - repo_level
     assert not stray, f"test files that belong to no module: {sorted(stray)}"

@@ -27,12 +27,15 @@ from diffusion_edu.models.common import forward_flops
 from diffusion_edu.models.dit import DiT, DiTConfig, patchify
 from diffusion_edu.models.unet import ResBlock, count_parameters
 from diffusion_edu.recipes import DIT_SIZES
+from diffusion_edu.scaling import ScalingPoint
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.viz import dit_viz
 from diffusion_edu.viz.dit_viz import (
+    adaln_gates,
     dit_cost_widget,
     dit_costs,
     load_scaling_record,
+    plot_adaln_gates,
     plot_adaln_zero,
     plot_attention_maps,
     plot_dit_costs,
@@ -308,6 +311,36 @@ def test_scaling_figure_draws_one_line_per_model_and_the_floor(assert_labelled) 
     assert_labelled(fig)
 
 
+def test_scaling_figure_plots_guided_scores_and_recomputed_points() -> None:
+    record = _fake_record()
+    for entry in record["models"].values():
+        for q in entry["points"]:
+            q["class_agreement_guided"] = min(1.0, q["class_agreement"] + 0.2)
+            q["frechet_distance_guided"] = q["frechet_distance"] / 2
+    star = ScalingPoint(steps=250, training_gflops=100.0, training_seconds=2.0,
+                        class_agreement=0.1, frechet_distance=9.0, class_agreement_guided=0.3,
+                        frechet_distance_guided=4.0, seconds_per_image=0.01)  # fmt: skip
+    fig = plot_scaling(record, guided=True, recomputed=[star], recomputed_label="mine")
+    ax_fd, ax_ca = fig.axes
+    tiny = next(ln for ln in ax_ca.lines if ln.get_label().startswith("dit-tiny"))
+    np.testing.assert_allclose(
+        tiny.get_ydata(),
+        [q["class_agreement_guided"] for q in record["models"]["dit-tiny"]["points"]],
+    )
+    mine = [ln for ln in ax_fd.lines if ln.get_label() == "mine"]
+    assert len(mine) == 1 and mine[0].get_ydata()[0] == 4.0 and mine[0].get_xdata()[0] == 100.0
+    assert "with guidance" in fig._suptitle.get_text()
+    with pytest.raises(ValueError, match="no guided scores"):
+        plot_scaling(_fake_record(), guided=True)
+    by_time = plot_scaling(_fake_record(), x="training_seconds")
+    unet = next(ln for ln in by_time.axes[0].lines if ln.get_label().startswith("unet"))
+    np.testing.assert_allclose(unet.get_xdata(), [25.0, 50.0])
+    assert "time" in by_time.axes[0].get_xlabel()
+    assert "training time" in by_time._suptitle.get_text()
+    with pytest.raises(ValueError, match="x must be one of"):
+        plot_scaling(_fake_record(), x="steps")
+
+
 def test_scaling_refuses_a_record_without_models(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match="expected a dict with 'models'.*measure_dit_scaling.py"):
         plot_scaling({"frechet_floor_same_n": 0.4})
@@ -340,3 +373,39 @@ def test_adaln_zero_diagram_states_what_fresh_blocks_do() -> None:
     block = ResBlock(16, 16, 32, groups=4, dropout=0.0)
     image = torch.randn(2, 16, 7, 7)
     torch.testing.assert_close(block(image, torch.randn(2, 32)), image)
+
+
+# ----------------------------------------------------------------------------- adaLN gates
+def test_adaln_gates_are_zero_in_a_fresh_dit_and_read_the_modulation_when_trained() -> None:
+    torch.manual_seed(0)
+    config = DiTConfig(image_size=8, patch_size=2, hidden_size=16, depth=3, num_heads=2,
+                       num_classes=10)  # fmt: skip
+    fresh = DiT(config)
+    gates = adaln_gates(fresh, [900, 10], label=4)
+    assert gates.shape == (2, 3, 2)
+    assert torch.count_nonzero(gates) == 0  # the "Zero" of adaLN-Zero
+    trained = DiT(config)
+    for block in trained.blocks:  # stand in for training: open the gates
+        torch.nn.init.normal_(block.modulation[1].weight)
+        torch.nn.init.normal_(block.modulation[1].bias)
+    gates = adaln_gates(trained, [900, 10], label=4)
+    t = torch.tensor([900, 10])
+    c = trained.embed(t, torch.tensor([4, 4]))
+    chunks = trained.blocks[1].modulation(c).chunk(6, dim=1)
+    torch.testing.assert_close(gates[:, 1, 0], chunks[2].abs().mean(1).detach())
+    torch.testing.assert_close(gates[:, 1, 1], chunks[5].abs().mean(1).detach())
+    assert not torch.equal(adaln_gates(trained, [900], None), gates[:1])  # null label differs
+
+
+def test_adaln_gates_refuse_bad_input_and_plot_one_bar_per_block_and_t(assert_labelled) -> None:  # noqa: ANN001
+    model = DiT(DiTConfig(image_size=8, patch_size=2, hidden_size=16, depth=2, num_heads=2,
+                          num_classes=10))  # fmt: skip
+    with pytest.raises(ValueError, match="label must be in 0..9"):
+        adaln_gates(model, [500], label=10)
+    with pytest.raises(ValueError, match="at least one timestep"):
+        adaln_gates(model, [], label=1)
+    with pytest.raises(TypeError, match="needs a Diffusion Transformer"):
+        adaln_gates(torch.nn.Linear(2, 2), [500], label=1)
+    fig = plot_adaln_gates(model, timesteps=(900, 500, 100), label=1)
+    assert [len(ax.patches) for ax in fig.axes] == [2 * 3, 2 * 3]
+    assert_labelled(fig)

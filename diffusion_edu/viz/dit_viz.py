@@ -10,7 +10,8 @@
 * :func:`load_scaling_record`, :func:`plot_scaling`: quality against training compute, from
   ``scripts/measure_dit_scaling.py`` (Sec. 5, Fig. 9: FID against training GFLOPs).
 * :func:`plot_adaln_zero`: how the U-Net's residual block and DiT's block read the time and
-  label (Sec. 3.2, "DiT block design", Fig. 3).
+  label (Sec. 3.2, "DiT block design", Fig. 3); :func:`adaln_gates`, :func:`plot_adaln_gates`:
+  how open a trained DiT's gates are at each noise level.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ __all__ = [
     "load_scaling_record",
     "plot_scaling",
     "plot_adaln_zero",
+    "adaln_gates",
+    "plot_adaln_gates",
 ]
 
 #: Patch sizes the lesson's widget offers: divisors of 28 (p = 28 would leave one token).
@@ -513,15 +516,46 @@ def _check_scaling(record: Any) -> None:
             )
 
 
-def plot_scaling(record: dict[str, Any]) -> Figure:
+_SCALING_X = {
+    "training_gflops": "training compute (GFLOPs)",
+    "training_seconds": "training time (seconds on the record's machine)",
+}
+
+
+def plot_scaling(
+    record: dict[str, Any],
+    guided: bool = False,
+    recomputed: Sequence[Any] = (),
+    recomputed_label: str = "recomputed here",
+    x: str = "training_gflops",
+) -> Figure:
     """Quality against training compute, one line per model (Peebles & Xie 2023, Sec. 5,
     Fig. 9: at equal training GFLOPs, bigger DiTs reach a lower FID).
 
     Left: Frechet distance (log) against training GFLOPs (log), with the distance two sets of
     real digits of the same size already have (``frechet_floor_same_n``) dashed. Right: class
     agreement. A model still being measured (a partial record) shows the points it has.
+
+    Args:
+        record: from :func:`load_scaling_record`.
+        guided: plot the samples drawn with guidance (the record's ``*_guided`` scores)
+            instead of the model alone (guidance 1).
+        recomputed: points measured in the lesson (:class:`~diffusion_edu.scaling.ScalingPoint`
+            or dicts with the same keys), drawn as black stars labelled ``recomputed_label``.
+        x: ``"training_gflops"`` (compute, as the paper) or ``"training_seconds"`` (wall-clock
+            time on the record's machine: the same budget in minutes).
     """
+    if x not in _SCALING_X:
+        raise ValueError(f"x must be one of {', '.join(_SCALING_X)}, got {x!r}.")
     _check_scaling(record)
+    suffix = "_guided" if guided else ""
+    if guided and not all(
+        f"class_agreement{suffix}" in q for e in record["models"].values() for q in e["points"]
+    ):
+        raise ValueError(
+            "this scaling record has no guided scores ('class_agreement_guided'); plot it with "
+            f"guided=False, or {_REMAKE_SCALING}."
+        )
     fig = LessonFigure(figsize=(FIGURE_WIDTH, 3.8), layout="constrained")
     ax_fd, ax_ca = fig.subplots(1, 2)
     colours = [TEAL, AMBER, RED, "#1f3b73", "#6a4c93"]
@@ -535,17 +569,22 @@ def plot_scaling(record: dict[str, Any]) -> Figure:
             dits += 1
         params = entry.get("parameters")
         label = name if params is None else f"{name} ({params / 1e6:.2f}M)"
-        gflops = [q["training_gflops"] for q in points]
+        gflops = [q[x] for q in points]
         for ax, key in ((ax_fd, "frechet_distance"), (ax_ca, "class_agreement")):
-            ax.plot(gflops, [q[key] for q in points], style, marker="o", ms=4, color=colour,
-                    label=label)  # fmt: skip
+            ax.plot(gflops, [q[key + suffix] for q in points], style, marker="o", ms=4,
+                    color=colour, label=label)  # fmt: skip
+    extra = [q if isinstance(q, dict) else dataclasses.asdict(q) for q in recomputed]
+    for k, q in enumerate(extra):
+        for ax, key in ((ax_fd, "frechet_distance"), (ax_ca, "class_agreement")):
+            ax.plot([q[x]], [q[key + suffix]], "*", ms=13, color="k",
+                    zorder=5, label=recomputed_label if k == 0 else None)  # fmt: skip
     floor = record.get("frechet_floor_same_n")
     if floor is not None:
         ax_fd.axhline(floor, color="k", ls=":", lw=1, label=f"real vs real digits ({floor:g})")
-    ax_fd.set(xscale="log", yscale="log", xlabel="training compute (GFLOPs)",
+    ax_fd.set(xscale="log", yscale="log", xlabel=_SCALING_X[x],
               ylabel="Frechet distance (lower is better)")  # fmt: skip
     ax_fd.set_title("Frechet distance to held-out digits", fontsize=10)
-    ax_ca.set(xscale="log", ylim=(0, 1.02), xlabel="training compute (GFLOPs)",
+    ax_ca.set(xscale="log", ylim=(0, 1.02), xlabel=_SCALING_X[x],
               ylabel="class agreement (higher is better)")  # fmt: skip
     ax_ca.set_title("Samples that show the asked digit", fontsize=10)
     low, high = ax_fd.get_xlim()
@@ -558,8 +597,13 @@ def plot_scaling(record: dict[str, Any]) -> Figure:
     ax_fd.yaxis.set_major_formatter(FuncFormatter(_plain_power))
     ax_fd.yaxis.set_minor_formatter(NullFormatter())
     ax_fd.legend(frameon=False, fontsize=8)
+    if extra:
+        ax_ca.legend(frameon=False, fontsize=8)
+    how = "with guidance" if guided else "guidance 1: the model alone"
     fig.suptitle(
-        "Quality against training compute, one line per model (cf. Peebles & Xie 2023, Fig. 9)",
+        f"Quality against {_SCALING_X[x].split(' (')[0]}, one line per model ({how}; cf. "
+        "Peebles & Xie "
+        "2023, Fig. 9)",
         fontsize=11,
     )
     return fig
@@ -667,4 +711,65 @@ def plot_adaln_zero() -> Figure:
         "gates start at 0: a fresh block returns x (identity)",
     )
     fig.suptitle("How each block reads the time step and the label", fontsize=11)
+    return fig
+
+
+@torch.no_grad()
+def adaln_gates(model: nn.Module, timesteps: Sequence[int], label: int | None) -> torch.Tensor:
+    """How open each block's two adaLN-Zero gates are, at each timestep: ``(len(timesteps),
+    depth, 2)``, the mean |gate| over the D channels of the attention branch (``[..., 0]``)
+    and of the MLP branch (``[..., 1]``), for the condition c = embed(t, label).
+
+    A gate multiplies its branch before the branch is added back to the tokens (Sec. 3.2,
+    "adaLN-Zero block"), so 0 means "this block leaves the tokens alone at this t". A fresh DiT
+    gives all zeros (the "Zero"); a trained one shows what training opened. ``label`` None
+    asks for the unconditional (null-label) condition.
+    """
+    dit = _check_dit(model, "adaln_gates")
+    if not timesteps:
+        raise ValueError("adaln_gates needs at least one timestep.")
+    device = next(dit.parameters()).device
+    t = torch.as_tensor(list(timesteps), device=device)  # (n,)
+    if label is None:
+        labels = None
+    else:
+        labels = torch.full_like(t, int(label))
+        if dit.config.num_classes is None or not 0 <= int(label) < dit.config.num_classes:
+            raise ValueError(
+                f"label must be in 0..{(dit.config.num_classes or 1) - 1} for this DiT, or None "
+                f"(no label), got {label}."
+            )
+    c = dit.embed(t, labels)  # (n, D)
+    per_block = []
+    for block in dit.blocks:
+        _, _, gate_attn, _, _, gate_mlp = block.modulation(c).chunk(6, dim=1)  # each (n, D)
+        per_block.append(torch.stack([gate_attn.abs().mean(1), gate_mlp.abs().mean(1)], dim=1))
+    return torch.stack(per_block, dim=1).float().cpu()  # (n, depth, 2)
+
+
+def plot_adaln_gates(
+    model: nn.Module, timesteps: Sequence[int] = (900, 500, 100, 10), label: int | None = 3
+) -> Figure:
+    """Bars of :func:`adaln_gates`: for each block (x axis), how open its attention gate (left)
+    and MLP gate (right) are, one bar colour per timestep. Shows that the condition does not
+    only tell the blocks *what* to draw: it sets how much each block contributes at each t."""
+    gates = adaln_gates(model, timesteps, label)  # (n, depth, 2)
+    n, depth, _ = gates.shape
+    fig = LessonFigure(figsize=(FIGURE_WIDTH, 3.4), layout="constrained")
+    axes = fig.subplots(1, 2, sharey=True)
+    colours = [RED, AMBER, TEAL, SLATE, "#1f3b73", "#6a4c93"]
+    width = 0.8 / n
+    blocks = np.arange(1, depth + 1)
+    for ax, k, name in ((axes[0], 0, "attention branch"), (axes[1], 1, "MLP branch")):
+        for i, t in enumerate(timesteps):
+            ax.bar(blocks + (i - (n - 1) / 2) * width, gates[i, :, k].numpy(), width,
+                   color=colours[i % len(colours)], label=f"t = {t}")  # fmt: skip
+        ax.set(xlabel="block", xticks=blocks, title=f"gate of the {name}")
+        ax.grid(alpha=0.25, axis="y")
+    for ax in axes:
+        ax.set_ylabel("mean |gate| over the D channels")
+    axes[0].legend(frameon=False, fontsize=8)
+    what = "no label" if label is None else f"label {label}"
+    fig.suptitle(f"adaLN-Zero gates of the trained DiT ({what}): 0 = the branch adds nothing",
+                 fontsize=11)  # fmt: skip
     return fig
