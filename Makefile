@@ -4,13 +4,17 @@
 #               (with nbval, with nbclient, and in JupyterLab in Chromium: tests/browser)
 #   make lint   ruff check and ruff format --check (CI runs it before make test)
 # Re-running either is fast: the install step only re-runs when pyproject.toml changes.
+# For teachers (README, "Teaching with this course"):
+#   make bundle           the offline classroom bundle in bundle/: wheels + the course, for USB sticks
+#   make install-offline BUNDLE=path   install this checkout from a bundle's wheels, no network
+#   make site             every lesson run in quick mode and rendered to static HTML in site/
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: lab test lint clean-venv
+.PHONY: lab test lint clean-venv bundle install-offline site
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "diffusion_edu needs Python 3.10 or newer; this is " + sys.version.split()[0] + ". Install a newer Python, or run: make PYTHON=python3.11 ...")'
@@ -40,3 +44,21 @@ lint: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The offline classroom bundle (scripts/make_bundle.py): this platform's wheels for the runtime
+# pins and JupyterLab (Linux: PyTorch's CPU-only wheel), a copy of the course, install.sh and
+# INSTALL.txt. Wheels are platform-specific: build it on the students' OS with their Python.
+BUNDLE ?= bundle
+bundle: $(STAMP)
+	$(BIN)/python scripts/make_bundle.py --out $(BUNDLE) $(BUNDLE_ARGS)
+
+# Install this checkout into .venv from a bundle's wheels, with no network (the bundle's own
+# install.sh; students run `sh install.sh` in the bundle instead).
+install-offline:
+	PYTHON=$(PYTHON) sh $(BUNDLE)/install.sh $(CURDIR)
+
+# The course as a static website (scripts/make_site.py): every lesson executed in quick mode and
+# rendered to site/NN_name.html, with site/index.html. A subset: make site SITE_ARGS="--lessons 00 03"
+SITE ?= site
+site: $(STAMP)
+	DIFFUSION_EDU_QUICK=1 $(BIN)/python scripts/make_site.py --out $(SITE) $(SITE_ARGS)
