@@ -341,6 +341,19 @@ def test_scaling_figure_plots_guided_scores_and_recomputed_points() -> None:
         plot_scaling(_fake_record(), x="steps")
 
 
+def test_scaling_draws_each_model_in_the_same_colour_in_any_subset() -> None:
+    record = _fake_record()
+    record["models"]["dit-default"] = record["models"].pop("dit-tiny")
+    full = plot_scaling(record)
+    pair = plot_scaling({**record, "models": {"dit-default": record["models"]["dit-default"]}})
+
+    def colour(fig: Figure) -> str:
+        line = next(ln for ln in fig.axes[0].lines if ln.get_label().startswith("dit-default"))
+        return line.get_color()
+
+    assert colour(full) == colour(pair) == dit_viz.SCALING_COLOURS["dit-default"]
+
+
 def test_scaling_refuses_a_record_without_models(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match="expected a dict with 'models'.*measure_dit_scaling.py"):
         plot_scaling({"frechet_floor_same_n": 0.4})

@@ -516,6 +516,9 @@ def _check_scaling(record: Any) -> None:
             )
 
 
+#: One colour per model of the shipped record, so that a figure of some of its models (lesson 10
+#: plots two, then all four) draws each in the same colour; other names take the next colour.
+SCALING_COLOURS = {"dit-tiny": TEAL, "dit-small": AMBER, "dit-default": RED}
 _SCALING_X = {
     "training_gflops": "training compute (GFLOPs)",
     "training_seconds": "training time (seconds on the record's machine)",
@@ -565,7 +568,8 @@ def plot_scaling(
         if name.startswith("unet"):
             colour, style = SLATE, "--"
         else:
-            colour, style = colours[dits % len(colours)], "-"
+            colour = SCALING_COLOURS.get(name, colours[dits % len(colours)])
+            style = "-"
             dits += 1
         params = entry.get("parameters")
         label = name if params is None else f"{name} ({params / 1e6:.2f}M)"
