@@ -562,10 +562,12 @@ def _train(args: argparse.Namespace) -> int:
             _write_text(out / f"weights_rank{rank}.sha256", _weights_sha256(trainer.model) + "\n")
             shard = hashlib.sha256(trainer.data.tensors[0].cpu().numpy().tobytes()).hexdigest()
             _write_text(out / f"data_rank{rank}.sha256", shard + "\n")
+        # the shipped model of the same kind: its measured settings are the hint's
+        hint_model = "mnist-flow" if args.prediction == "flow" else "mnist"
         _say(rank, f"Done: {trainer.step:,} steps in {seconds / 60:.1f} min. Checkpoint: "
                    f"{out / CHECKPOINT_NAME}, loss log: {out / LOSS_LOG_NAME}.")  # fmt: skip
         _say(rank, f"Draw samples: python -m diffusion_edu sample --checkpoint "
-                   f"{out / CHECKPOINT_NAME}{_recommended_flags()} "
+                   f"{out / CHECKPOINT_NAME}{_recommended_flags(hint_model)} "
                    f"--out {out / 'samples.png'}")  # fmt: skip
         return 0
     finally:

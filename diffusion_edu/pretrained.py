@@ -25,6 +25,12 @@ tokens (patch size 1), as the paper's DiTs read Stable Diffusion's latents (thei
 DiT on pixels did not learn digits in the CPU budgets tried (docs/performance.md); on latents
 it does (``scripts/make_pretrained_latent.py --denoiser dit``).
 
+``load_pretrained("mnist-flow")`` is lesson 12's flow-matching model (Lipman et al. 2023): the
+shipped ``mnist`` U-Net's architecture and training budget, trained to predict the velocity on
+the straight path between a digit and noise (``--prediction flow``), sampled with
+``sampler="euler"`` or ``"heun"``; its record holds the measured quality against the number
+of steps next to the DDPM model's (``scripts/measure_flow_vs_ddpm.py``).
+
 ``load_pretrained("spiral")`` is lesson 05's 2-D toy noise predictor, trained on the spiral with
 the lesson's own recipe (``scripts/make_pretrained_toy.py``); its record holds the fraction of
 its samples that land off the spiral, and its file keeps the loss of every training step
@@ -61,17 +67,21 @@ PRETRAINED_MODELS: dict[str, str] = {
     "mnist-text": "mnist_text",
     "mnist-latent": "mnist_latent",
     "mnist-dit": "mnist_dit",
+    "mnist-flow": "mnist_flow",
     "spiral": "toy_spiral",
 }
 # The ones that draw images (what ``python -m diffusion_edu sample --pretrained`` offers);
 # "spiral" is lesson 05's 2-D toy: its samples are points in the plane, not pictures.
-PRETRAINED_IMAGE_MODELS: tuple[str, ...] = ("mnist", "mnist-text", "mnist-latent", "mnist-dit")
+PRETRAINED_IMAGE_MODELS: tuple[str, ...] = (
+    "mnist", "mnist-text", "mnist-latent", "mnist-dit", "mnist-flow",
+)  # fmt: skip
 # The script that makes each file again (named when a file is missing).
 _MAKERS: dict[str, str] = {
     "mnist": "scripts/make_pretrained.py",
     "mnist-text": "scripts/make_pretrained_text.py",
     "mnist-latent": "scripts/make_pretrained_latent.py",
     "mnist-dit": "scripts/make_pretrained_latent.py --denoiser dit",
+    "mnist-flow": "scripts/make_pretrained.py --out data/pretrained/mnist_flow.pt",
     "spiral": "scripts/make_pretrained_toy.py",
 }
 
@@ -140,7 +150,8 @@ class PretrainedInfo:
             return "the samplers' defaults"
         parts = []
         if "sampler" in settings:
-            name = str(settings["sampler"]).upper().replace("DPM-SOLVER++", "DPM-Solver++")
+            names = {"dpm-solver++": "DPM-Solver++", "euler": "Euler", "heun": "Heun"}
+            name = names.get(str(settings["sampler"]), str(settings["sampler"]).upper())
             steps = settings.get("steps")
             text = name if steps is None else f"{name}-{steps}"
             if settings.get("eta"):

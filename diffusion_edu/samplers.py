@@ -1,4 +1,4 @@
-"""The reverse process: one DDPM, DDIM, DPM-Solver++ or Euler step, and one sampling loop.
+"""The reverse process: one DDPM, DDIM, DPM-Solver++, Euler or Heun step, and one sampling loop.
 
 A sampler needs a trained network: any callable ``model(x_t, t, cond) -> prediction``. The
 samplers never import a concrete model, so a tiny MLP, the U-Net or a DiT all work. What the
@@ -20,7 +20,7 @@ code               meaning                                                 paper
 
 Which sampler for which model: ``"ddpm"``, ``"ddim"`` and ``"dpm-solver++"`` for models on the
 diffusion path (eps, x0, v); ``"euler"`` for flow models, which live on the straight path of
-:mod:`diffusion_edu.targets`.
+:mod:`diffusion_edu.targets`; ``"heun"`` (a second-order ODE solver, :func:`heun_step`) for both.
 
 The same loop (:func:`sample_steps`) also starts part-way, from a noised real image:
 :func:`sdedit` ("img2img"). :func:`slerp` interpolates between two starting noises.
@@ -47,6 +47,7 @@ from diffusion_edu.forward import as_timesteps, check_same_shape, coef, q_poster
 from diffusion_edu.models.common import decodes_latents, null_condition, unwrap
 from diffusion_edu.schedules import NoiseSchedule
 from diffusion_edu.targets import (
+    path_coefficients,
     predict_eps_from_x0,
     predict_x0_from_eps,
     prediction_of,
@@ -60,8 +61,11 @@ __all__ = [
     "ddim_step",
     "dpm_solver_pp_step",
     "euler_step",
+    "heun_step",
+    "ode_derivative",
     "ddim_timesteps",
     "sampling_timesteps",
+    "model_calls",
     "plan_sampling",
     "check_guidance_interval",
     "step_guidance",
@@ -75,9 +79,9 @@ __all__ = [
 ]
 
 NoisePredictor = Callable[..., torch.Tensor]
-Sampler = Literal["ddpm", "ddim", "dpm-solver++", "euler"]
-SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpm-solver++", "euler")
-DEFAULT_STEPS = 50  # DDIM's, DPM-Solver++'s and Euler's number of steps when none is given
+Sampler = Literal["ddpm", "ddim", "dpm-solver++", "euler", "heun"]
+SAMPLERS: tuple[str, ...] = ("ddpm", "ddim", "dpm-solver++", "euler", "heun")
+DEFAULT_STEPS = 50  # the number of steps of every sampler but DDPM's when none is given
 
 
 def ddpm_step(
@@ -293,6 +297,63 @@ def euler_step(
     return (1 - s_prev) * x0_hat + s_prev * eps_hat
 
 
+def ode_derivative(x0_hat: torch.Tensor, eps_hat: torch.Tensor, flow: bool) -> torch.Tensor:
+    """The slope an ODE sampler follows, from the model's ``(x0_hat, eps_hat)`` at one point.
+
+    * ``flow=True`` (the straight path ``x_s = (1 - s) x_0 + s eps``, time s = t / T):
+      ``dx/ds = eps_hat - x0_hat``, the velocity (Lipman et al. 2023, Sec. 4.1).
+    * ``flow=False`` (the diffusion path, any of eps / x0 / v): the probability-flow ODE written
+      in ``y = x / sqrt(1 - alpha_bar)`` and ``rho = sqrt(alpha_bar / (1 - alpha_bar))`` (the
+      square root of the SNR), where it reads ``dy / drho = x0_hat``. It is the DDIM paper's
+      Eq. 14, ``d x_bar = eps d sigma`` with ``x_bar = x / sqrt(alpha_bar)`` and ``sigma = 1 /
+      rho`` (Song, Meng & Ermon 2021, Sec. 4.3), with y = x_bar / sigma: ``dy = (eps sigma -
+      x_bar) d sigma / sigma^2 = -x0 d sigma / sigma^2 = x0 d rho``. Euler's method on either
+      form is DDIM with eta = 0. This one keeps Heun's method well behaved at pure noise, where
+      sigma is huge (2 x 10^4 at the cosine schedule's t = T) and rho is near 0; DPM-Solver++
+      chose the data prediction x0 for the same reason (Lu et al. 2022, Sec. 3).
+    """
+    check_same_shape(x0_hat, eps_hat, "x0_hat", "eps_hat")
+    return eps_hat - x0_hat if flow else x0_hat
+
+
+def heun_step(
+    slope: torch.Tensor,
+    slope_next: torch.Tensor | None,
+    x_t: torch.Tensor,
+    t: int,
+    t_prev: int,
+    schedule: NoiseSchedule,
+    flow: bool,
+) -> torch.Tensor:
+    """One step of Heun's method (the explicit trapezoidal rule), x_t -> x_{t_prev}.
+
+    Euler's method follows the slope at the start of the step. Heun's first takes that Euler
+    step (the "predictor"), asks the model for the slope where it landed (``slope_next``, at
+    ``t_prev``), and then steps from x_t again along the *average* of the two slopes (the
+    "corrector"): second order, so over N steps the error falls like 1/N^2 instead of 1/N, for
+    two model calls per step instead of one (Karras et al. 2022, "Elucidating the Design Space
+    of Diffusion-Based Generative Models", Sec. 3 and Algorithm 1; there, as here, the step to
+    zero noise stays an Euler step, ``slope_next=None``: the model is never asked at t = 0).
+
+    ``slope``, ``slope_next``: :func:`ode_derivative` at (x_t, t) and at the Euler point.
+    ``flow=True``: the step is in s = t / T on the straight path; ``flow=False``: in rho on the
+    diffusion path's probability-flow ODE (with one slope this is exactly :func:`ddim_step`).
+    """
+    check_same_shape(x_t, slope, "x_t", "slope")
+    if not (0 <= t_prev < t <= schedule.T):
+        raise ValueError(f"need 0 <= t_prev < t <= T={schedule.T}, got t={t} and t_prev={t_prev}.")
+    if slope_next is not None:
+        check_same_shape(x_t, slope_next, "x_t", "slope_next")
+        slope = (slope + slope_next) / 2
+    if flow:
+        return x_t + (t_prev - t) / schedule.T * slope
+    a, a_prev = schedule.sqrt_alpha_bars[t].item(), schedule.sqrt_alpha_bars[t_prev].item()
+    b, b_prev = (schedule.sqrt_one_minus_alpha_bars[i].item() for i in (t, t_prev))
+    # x_prev = b_prev (y + (rho_prev - rho) slope) with y = x / b, rho = a / b; written so that
+    # t_prev = 0 (b_prev = 0, rho_prev infinite) lands on the slope, x0_hat
+    return (b_prev / b) * x_t + (a_prev - b_prev * a / b) * slope
+
+
 def ddim_timesteps(T: int, steps: int, t_start: int | None = None) -> list[int]:
     """``steps + 1`` evenly spaced, strictly decreasing timesteps from ``t_start`` (default T)
     down to 0 (DDIM's tau, Sec. 4.2)."""
@@ -353,6 +414,30 @@ def sampling_timesteps(
     return ddim_timesteps(T, steps, t_start)
 
 
+def model_calls(
+    sampler: str,
+    T: int,
+    steps: int | None = None,
+    guidance: float = 1.0,
+    guidance_interval: Sequence[int] | None = None,
+) -> int:
+    """Network evaluations per image of a full run: what a sample costs.
+
+    One per step (two for a guided step: conditional and unconditional, :func:`step_guidance`);
+    Heun asks the model again at the end of every step but the last (:func:`heun_step`).
+    """
+    timesteps = sampling_timesteps(sampler, T, steps)
+    interval = check_guidance_interval(guidance_interval, T)
+
+    def calls(t: int) -> int:
+        return 1 if step_guidance(t, guidance, interval) == 1.0 else 2
+
+    total = sum(calls(t) for t in timesteps[:-1])
+    if sampler == "heun":
+        total += sum(calls(t) for t in timesteps[1:-1])  # the corrector, at every t_prev > 0
+    return total
+
+
 def plan_sampling(
     model: NoisePredictor,
     T: int,
@@ -372,15 +457,15 @@ def plan_sampling(
 
 
 def _check_sampler(sampler: str, prediction: str) -> None:
-    if prediction == "flow" and sampler != "euler":
+    if prediction == "flow" and sampler not in ("euler", "heun"):
         raise ValueError(
             f"this model predicts a flow velocity (prediction='flow'), which sampler={sampler!r} "
-            "cannot use: sample it with sampler='euler'."
+            "cannot use: sample it with sampler='euler' or 'heun'."
         )
     if prediction != "flow" and sampler == "euler":
         raise ValueError(
             f"sampler='euler' follows a flow model's velocity, but this model predicts "
-            f"{prediction!r}: use sampler='ddim', 'dpm-solver++' or 'ddpm'."
+            f"{prediction!r}: use sampler='ddim', 'dpm-solver++', 'heun' or 'ddpm'."
         )
 
 
@@ -534,7 +619,9 @@ def sample_steps(
     ``sampler="ddpm"`` takes all T steps (DDPM Algorithm 2, posterior variance);
     ``sampler="ddim"`` takes ``steps`` evenly spaced steps with DDIM's ``eta``;
     ``sampler="dpm-solver++"`` takes ``steps`` DPM-Solver++(2M) steps (deterministic);
-    ``sampler="euler"`` takes ``steps`` Euler steps along a flow model's velocity.
+    ``sampler="euler"`` takes ``steps`` Euler steps along a flow model's velocity;
+    ``sampler="heun"`` takes ``steps`` Heun steps (:func:`heun_step`; ``2 * steps - 1`` model
+    calls) along a flow model's velocity or a diffusion model's probability-flow ODE.
     None picks ``"ddpm"``, or ``"euler"`` for a flow model.
 
     ``t_start`` (default T) starts part-way: ``x_T`` is then a noisy sample at ``t_start``
@@ -572,12 +659,46 @@ def sample_steps(
         elif sampler == "dpm-solver++":  # x0_hat is already clipped, as the step expects
             x_prev = dpm_solver_pp_step(x0_hat, x_t, t, t_prev, schedule, x0_hat_last, t_last)
             x0_hat_last, t_last = x0_hat, t
+        elif sampler == "heun":
+            flow = prediction == "flow"
+            slope = _slope(x_t, t_batch, x0_hat, eps_hat, schedule, prediction, clip_x0)
+            x_prev = heun_step(slope, None, x_t, t, t_prev, schedule, flow)  # Euler: predictor
+            if t_prev > 0:  # corrector: the slope where the Euler step landed
+                t_next = torch.full_like(t_batch, t_prev)
+                w_next = step_guidance(t_prev, guidance, interval)
+                pred_next = _predict(model, x_prev, t_next, cond, w_next).to(x_t.dtype)
+                x0_next, eps_next = split_prediction(
+                    pred_next, x_prev, t_next, schedule, prediction
+                )
+                if clip_x0:
+                    x0_next = x0_next.clamp(-1.0, 1.0)
+                slope_next = _slope(
+                    x_prev, t_next, x0_next, eps_next, schedule, prediction, clip_x0
+                )
+                x_prev = heun_step(slope, slope_next, x_t, t, t_prev, schedule, flow)
         else:
             x_prev = euler_step(pred, x_t, t, t_prev, schedule.T, clip_x0=clip_x0)
         yield SampleStep(
             index=index, t=t, t_prev=t_prev, x_t=x_t, x0_hat=x0_hat, x_prev=x_prev, guidance=w
         )
         x_t = x_prev
+
+
+def _slope(
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    x0_hat: torch.Tensor,
+    eps_hat: torch.Tensor,
+    schedule: NoiseSchedule,
+    prediction: str,
+    clipped: bool,
+) -> torch.Tensor:
+    """:func:`ode_derivative` at (x_t, t); with a clipped x0_hat, eps_hat is re-derived from it
+    on the model's path (as DDIM's and Euler's ``clip_x0`` do), so the pair stays consistent."""
+    if clipped:
+        a, b = path_coefficients(t, schedule, prediction, x_t)  # type: ignore[arg-type]
+        eps_hat = (x_t - a * x0_hat) / b
+    return ode_derivative(x0_hat, eps_hat, prediction == "flow")
 
 
 def _model_image_shape(model: NoisePredictor) -> tuple[int, int, int] | None:
@@ -734,9 +855,9 @@ def sample(
         schedule: the schedule the model was trained with.
         n: how many images (or give ``labels``/``cond``: one image per entry).
         labels: class labels for a class-conditional model, e.g. ``[0, 1, ..., 9]``.
-        sampler: ``"ddpm"`` (all T steps), ``"ddim"``, ``"dpm-solver++"`` or ``"euler"``
-            (``steps`` steps, default :data:`DEFAULT_STEPS`). None: ``"ddpm"``, or
-            ``"euler"`` for a flow model.
+        sampler: ``"ddpm"`` (all T steps), ``"ddim"``, ``"dpm-solver++"``, ``"euler"`` (flow
+            models) or ``"heun"`` (``steps`` steps, default :data:`DEFAULT_STEPS`). None:
+            ``"ddpm"``, or ``"euler"`` for a flow model.
         eta: DDIM's noise level (0 = deterministic).
         guidance: classifier-free guidance scale w in
             ``eps = eps_uncond + w * (eps_cond - eps_uncond)``; 1.0 is plain conditional sampling.

@@ -13,7 +13,8 @@ point in the plane, so we can *see* the whole distribution and the model's field
 * :func:`eps_to_score`, :func:`score_field`, :func:`exact_score`: the score-based view,
   ``grad_x log q(x_t) = -eps / sqrt(1 - alpha_bar_t)`` (Song et al. 2021, Eq. 7-8 with
   Tweedie's formula; Luo 2022, "Understanding Diffusion Models", Eq. 151).
-* :func:`nearest_data_distance`: how close generated points land to the data.
+* :func:`nearest_data_distance`: how close generated points land to the data;
+  :func:`inner_turn_fraction`: whether they land in the spiral's proportions.
 * :func:`make_moons_labelled` and ``ToyMLPConfig(num_classes=2)``: a class-conditional toy
   (the label is the "prompt"), trained with label dropout so classifier-free guidance works.
 * :func:`train_and_sample_toy`, :func:`hyperparameter_sweep`: one seeded run (train, sample,
@@ -59,6 +60,7 @@ __all__ = [
     "score_field",
     "exact_score",
     "nearest_data_distance",
+    "inner_turn_fraction",
     "sample_points",
     "ToyScheduleName",
     "ToyRunResult",
@@ -253,6 +255,16 @@ def exact_score(
     sq_dist = torch.cdist(x_t, means).pow(2)  # (B, N)
     w = torch.softmax(-sq_dist / (2 * (1 - ab)), dim=1)  # (B, N)
     return (w @ means - x_t) / (1 - ab)  # (B, 2)
+
+
+def inner_turn_fraction(points: torch.Tensor) -> float:
+    """The share of ``points`` (N, 2) on the spiral's inner turn: within radius 0.5 of the
+    centre. :func:`make_spiral` puts ``(2 pi - pi/2) / (4 pi - pi/2) = 3/7`` (43%) of its points
+    there (angle below 2 pi), so a sampler that gets the spiral's proportions right gives about
+    that; one that lands on the spiral but in the wrong proportions does not (lesson 12)."""
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"points must have shape (N, 2), got {tuple(points.shape)}.")
+    return (points.float().norm(dim=1) < 0.5).float().mean().item()
 
 
 def nearest_data_distance(samples: torch.Tensor, data: torch.Tensor) -> float:

@@ -5,7 +5,15 @@
 
 Writes ``data/pretrained/mnist_unet.pt`` (the EMA weights, config and schedule only: no
 optimiser state, so it stays small) and ``data/pretrained/mnist_unet.json`` (the training
-command, and the quality measured here with diffusion_edu.metrics on the 500 held-out digits).
+command, and the quality measured here with diffusion_edu.metrics on the 500 held-out digits:
+DDIM-50 at guidance 1 and 2, and DDPM-1000 against DDIM-50).
+
+A flow model (trained with ``--prediction flow``; lesson 12's ``mnist-flow``) is scored with
+50 Euler steps instead, and without the DDPM comparison::
+
+    python scripts/make_pretrained.py --checkpoint runs/flow/checkpoint.pt \
+        --out data/pretrained/mnist_flow.pt --recommended '{"sampler": "heun", ...}' \
+        --command "python -m diffusion_edu train ... --prediction flow"
 
 The record's recommended sampling settings ("recommended": keyword arguments for
 ``sample()``, first chosen with ``scripts/measure_guidance.py``) are measured again here on the
@@ -36,6 +44,7 @@ from diffusion_edu.metrics import (
     stray_pixels,
 )
 from diffusion_edu.samplers import sample
+from diffusion_edu.targets import prediction_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, as a module
 import measure_guidance  # noqa: E402
@@ -98,11 +107,13 @@ def main() -> None:
             "seconds_per_image": round(seconds / len(labels), 4),
         }
 
+    # 50 deterministic steps: DDIM for a model on the diffusion path, Euler for a flow model
+    sampler = "euler" if prediction_of(model) == "flow" else "ddim"
     for guidance in (1.0, 2.0):
-        key = f"ddim50_guidance{guidance:g}"
-        record[key] = score(labels, "ddim", 50, guidance)
+        key = f"{sampler}50_guidance{guidance:g}"
+        record[key] = score(labels, sampler, 50, guidance)
         print(key, record[key])
-    if args.ddpm_per_class > 0:  # both samplers on the same labels and seed
+    if args.ddpm_per_class > 0 and sampler == "ddim":  # both samplers, same labels and seed
         labels = torch.arange(10).repeat_interleave(args.ddpm_per_class)
         floor = round(frechet_floor(len(labels)), 3)
         comparison: dict[str, object] = {

@@ -50,10 +50,10 @@ from diffusion_edu.metrics import (
     reference_digits,
 )
 from diffusion_edu.samplers import (
+    SAMPLERS,
     check_guidance_interval,
+    model_calls,
     sample,
-    sampling_timesteps,
-    step_guidance,
 )
 
 RESULTS_FILE = "results/guidance.json"
@@ -102,11 +102,10 @@ class Setting:
         return kwargs
 
     def model_calls(self, T: int) -> int:
-        """Network evaluations per image: two at a guided step, one elsewhere."""
+        """Network evaluations per image: two at a guided step, one elsewhere (and Heun's
+        second call per step: :func:`diffusion_edu.samplers.model_calls`)."""
         steps = None if self.sampler == "ddpm" else self.steps
-        timesteps = sampling_timesteps(self.sampler, T, steps)
-        scales = [step_guidance(t, self.guidance, self.guidance_interval) for t in timesteps[:-1]]
-        return sum(1 if w == 1.0 else 2 for w in scales)
+        return model_calls(self.sampler, T, steps, self.guidance, self.guidance_interval)
 
 
 def parse_point(text: str, T: int = 1000) -> Setting:
@@ -126,8 +125,10 @@ def parse_point(text: str, T: int = 1000) -> Setting:
             f"a point is SAMPLER:STEPS:W[:LO-HI][:eta=ETA], e.g. ddim:50:3:200-800; got {text!r} "
             f"({error})"
         ) from None
-    if sampler not in ("ddim", "ddpm", "dpm-solver++"):
-        raise SystemExit(f"sampler must be ddim, ddpm or dpm-solver++, got {sampler!r} in {text!r}")
+    if sampler not in SAMPLERS:
+        raise SystemExit(
+            f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r} in {text!r}"
+        )
     if sampler == "ddpm" and steps != T:
         raise SystemExit(f"ddpm takes all T={T} steps: write ddpm:{T}:..., got {text!r}")
     return Setting(sampler, steps, guidance, interval, eta)

@@ -213,12 +213,16 @@ def test_train_a_dit_and_sample_it_like_the_unet(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("prediction", ["v", "flow"])
 def test_train_another_target_and_sample_it_with_the_fitting_sampler(
-    prediction: str, tmp_path: Path
+    prediction: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / prediction
     argv = ["train", *TINY_ARGS, "--steps", "2", "--timesteps", "50", "--prediction",
             prediction, "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
+    # the "Draw samples" hint names a sampler this kind of model can use
+    hint = next(line for line in capsys.readouterr().out.splitlines() if "Draw samples" in line)
+    fits = ("--sampler euler", "--sampler heun") if prediction == "flow" else ("--sampler ddim",)
+    assert any(flags in hint for flags in fits), hint
     ckpt = load_checkpoint(out / "checkpoint.pt")
     assert ckpt.model_config.prediction == prediction
     png = tmp_path / f"{prediction}.png"

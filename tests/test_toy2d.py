@@ -366,3 +366,14 @@ def test_ideal_noise_error_bad_input_gives_a_clear_error(kwargs, match) -> None:
     args = {"data": make_spiral(100), "schedule": NoiseSchedule.linear(T=50), **kwargs}
     with pytest.raises(ValueError, match=match):
         ideal_noise_prediction_error(**args)
+
+
+def test_inner_turn_fraction_of_the_spiral_is_three_sevenths_and_rejects_bad_shapes() -> None:
+    from diffusion_edu.toy2d import inner_turn_fraction
+
+    spiral = make_spiral(20_000, noise=0.0, seed=1)
+    assert inner_turn_fraction(spiral) == pytest.approx(3 / 7, abs=0.01)
+    outer = spiral[spiral.norm(dim=1) >= 0.5]
+    assert inner_turn_fraction(outer) == 0.0
+    with pytest.raises(ValueError, match=r"shape \(N, 2\)"):
+        inner_turn_fraction(torch.zeros(5, 3))

@@ -40,12 +40,10 @@ __all__ = [
     "lesson_number",
 ]
 
-#: Lessons on the course map that are not written yet (lesson 00's map marks them "coming").
-#: A milestone refers to these by number; once the notebook exists, use its file name.
-PLANNED_LESSONS: dict[str, str] = {
-    "12": "Scores, SDEs, ODEs and flow matching",
-    "13": "History, strengths and costs",
-}
+#: Lessons on the course map that are not written yet (lesson 00's map marks them "coming"),
+#: number -> title. A milestone may refer to these by number; once the notebook exists, use its
+#: file name. Every lesson on the map is written now (12 and 13 were the last), so none is.
+PLANNED_LESSONS: dict[str, str] = {}
 
 _LESSON_REF = re.compile(r"^(\d\d)(_[a-z0-9_]+\.ipynb)?$")
 
@@ -62,7 +60,7 @@ class Milestone:
         where: the arXiv identifier and the venue, e.g. "arXiv:2006.11239; NeurIPS 2020".
         idea: one plain sentence: what the paper introduced.
         lessons: the lessons of this course that implement the idea, as notebook file names
-            ("08_sampling.ipynb") or, for lessons not written yet, their number ("12"). The
+            ("08_sampling.ipynb") or, for lessons not written yet, their number ("14"). The
             first one is the lesson most about the idea; it sets the colour on the timeline.
     """
 
@@ -84,7 +82,7 @@ class Milestone:
             if not _LESSON_REF.match(ref):
                 raise ValueError(
                     f"{self.name}: lesson {ref!r} must be a notebook file name like "
-                    "'08_sampling.ipynb' or a planned lesson's number like '12'."
+                    "'08_sampling.ipynb' or a planned lesson's number like '14'."
                 )
 
     @property
@@ -140,7 +138,7 @@ MILESTONES: tuple[Milestone, ...] = (
         where="arXiv:1907.05600; NeurIPS 2019",
         idea="Learn the score (the gradient of the log density) of the data perturbed with "
         "noise at many levels, and sample with Langevin dynamics from much noise to little.",
-        lessons=("05_reverse_2d_toy.ipynb", "12"),
+        lessons=("05_reverse_2d_toy.ipynb", "12_scores_sdes_flows.ipynb"),
     ),
     # v1 19 Jun 2020: https://gwern.net/metadata/annotation/https%253A%252F%252Farxiv.org%252F
     # abs%252F2006.11239.html ("2020-06-19"); NeurIPS 2020:
@@ -195,7 +193,7 @@ MILESTONES: tuple[Milestone, ...] = (
         idea="Noise as a stochastic differential equation in continuous time, reversed with "
         "the learned score; DDPM and NCSN become two discretisations, and a probability-flow "
         "ODE samples deterministically.",
-        lessons=("12",),
+        lessons=("12_scores_sdes_flows.ipynb",),
     ),
     # v1 18 Feb 2021: https://ai-papers.xuzou.cn/zh/sources/2021-improved_ddpm_2021.txt/
     # ("arXiv:2102.09672v1 [cs.LG] 18 Feb 2021") and https://pith.science/api/pith-number/
@@ -299,7 +297,7 @@ MILESTONES: tuple[Milestone, ...] = (
         where="arXiv:2209.03003; ICLR 2023",
         idea="Learn an ODE whose paths follow the straight lines between noise and data "
         "points, and straighten them further (reflow): good samples in very few steps.",
-        lessons=("12",),
+        lessons=("12_scores_sdes_flows.ipynb",),
     ),
     # v1 6 Oct 2022: https://www.pith.science/ref/arxiv/2210.02747 ("submitted 2022-10-06")
     # and https://centerconsulting.com/ai-library/papers/flow-matching; ICLR 2023: "Published
@@ -314,7 +312,7 @@ MILESTONES: tuple[Milestone, ...] = (
         where="arXiv:2210.02747; ICLR 2023",
         idea="Train a continuous normalizing flow without simulating it, by regressing the "
         "velocity of a chosen path from noise to data (straight optimal-transport paths).",
-        lessons=("12",),
+        lessons=("12_scores_sdes_flows.ipynb",),
     ),
     # v1 19 Dec 2022: https://gwern.net/metadata/annotation/https%253A%252F%252Farxiv.org%252F
     # abs%252F2212.09748.html ("2022-12-19"); ICCV 2023: https://openaccess.thecvf.com/content/
@@ -346,7 +344,7 @@ MILESTONES: tuple[Milestone, ...] = (
         "start: generation in one step, or a few.",
         # No lesson implements it: lesson 12 teaches the probability-flow ODE it builds on,
         # and lesson 13 tells where it fits.
-        lessons=("13",),
+        lessons=("13_history_strengths_costs.ipynb",),
     ),
     # v1 5 Mar 2024: https://researchtrend.ai/papers/2403.03206 ("5 March 2024", 17 authors)
     # and https://study.space/p/Scaling_Rectified_Flow_Transformers_for_High-Resolution_Image_
@@ -362,7 +360,11 @@ MILESTONES: tuple[Milestone, ...] = (
         idea="Rectified flow with noise levels sampled where perception matters most, and a "
         "multimodal DiT whose text and image tokens attend to each other, scaled to 8B "
         "parameters.",
-        lessons=("10_diffusion_transformer.ipynb", "12", "11_latent_diffusion.ipynb"),
+        lessons=(
+            "10_diffusion_transformer.ipynb",
+            "12_scores_sdes_flows.ipynb",
+            "11_latent_diffusion.ipynb",
+        ),
     ),
 )
 
@@ -376,8 +378,8 @@ COURSE_PARTS: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("08",), "08 sampling", AMBER),
     (("09",), "09 guidance and prompts", RED),
     (("10", "11"), "10-11 DiT, latent diffusion", PURPLE),
-    (("12",), "12 scores, SDEs, flows (coming)", SLATE),
-    (("13",), "13 told in the history lesson only (coming)", GREY),
+    (("12",), "12 scores, SDEs, flows", SLATE),
+    (("13",), "13 told in the history lesson only", GREY),
 )
 
 
@@ -410,7 +412,8 @@ def _check_milestones(milestones: Sequence[Milestone], caller: str) -> list[Mile
 def milestones_by_lesson(
     milestones: Sequence[Milestone] = MILESTONES,
 ) -> dict[str, list[Milestone]]:
-    """Lesson reference ("08_sampling.ipynb", or "12" for a planned lesson) -> its milestones.
+    """Lesson reference ("08_sampling.ipynb", or a number such as "14" for a planned lesson) ->
+    its milestones.
 
     Lessons come in course order, each with its milestones in date order; a milestone shows up
     under every lesson that implements its idea (DDPM under six of them).
