@@ -27,12 +27,12 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # DIFFUSION_EDU_QUICK=1 is the notebooks' quick switch: smaller training runs, same code path.
-# Two pytest workers (pytest-xdist) share the cores: much of a notebook's run is waiting (kernel
-# start-up, the browser, widget redraws), so two at a time finish sooner. `--dist loadfile` keeps
+# Three pytest workers (pytest-xdist) share the cores: much of a notebook's run is waiting (kernel
+# start-up, the browser, widget redraws), so three at a time finish sooner than two on 2 cores. `--dist loadfile` keeps
 # each file on one worker, so a notebook's cells run in order in one kernel. Each worker, and the
 # kernels it starts, gets cores / workers PyTorch threads (1 on a 2-core CPU): more threads than
 # cores spin and wait on each other. One worker, as before: `make test TEST_WORKERS=0`.
-TEST_WORKERS ?= 2
+TEST_WORKERS ?= 3
 CORES        := $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 TEST_THREADS ?= $(shell n=$$(( $(CORES) / ($(TEST_WORKERS) > 0 ? $(TEST_WORKERS) : 1) )); echo $$(( n > 0 ? n : 1 )))
 test: $(STAMP)
