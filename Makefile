@@ -27,12 +27,13 @@ lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 # DIFFUSION_EDU_QUICK=1 is the notebooks' quick switch: smaller training runs, same code path.
-# Three pytest workers (pytest-xdist) share the cores: much of a notebook's run is waiting (kernel
-# start-up, the browser, widget redraws), so three at a time finish sooner than two on 2 cores. `--dist loadfile` keeps
+# Two pytest workers (pytest-xdist) share the cores: much of a notebook's run is waiting (kernel
+# start-up, the browser, widget redraws), so two at a time finish sooner. (Three on 2 cores were
+# slower: pytest 1,056 s against 995 s for two, 2026-12-02; docs/performance.md, "Issue 14".) `--dist loadfile` keeps
 # each file on one worker, so a notebook's cells run in order in one kernel. Each worker, and the
 # kernels it starts, gets cores / workers PyTorch threads (1 on a 2-core CPU): more threads than
 # cores spin and wait on each other. One worker, as before: `make test TEST_WORKERS=0`.
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 CORES        := $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 TEST_THREADS ?= $(shell n=$$(( $(CORES) / ($(TEST_WORKERS) > 0 ? $(TEST_WORKERS) : 1) )); echo $$(( n > 0 ? n : 1 )))
 test: $(STAMP)

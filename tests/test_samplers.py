@@ -307,18 +307,24 @@ def test_x0_and_v_models_sample_the_same_images_as_the_eps_model(target, sampler
     assert_close(got, want, atol=2e-4, rtol=0)
 
 
+POINT = torch.tensor([0.5, -0.25])
+
+
+class FlowOracle(nn.Module):
+    """The exact velocity when the data is the single point POINT (T = 100): u = eps - x0."""
+
+    prediction = "flow"
+
+    def forward(self, x_t, t, labels=None):
+        sv = (t.to(x_t) / 100).view(-1, 1)
+        eps = (x_t - (1 - sv) * POINT) / sv  # the noise this x_t came from
+        return eps - POINT
+
+
 def test_euler_follows_a_flow_oracle_onto_the_data_in_one_step_or_many():
     """On the straight path the true velocity is constant, so Euler is exact at any step count."""
     s = NoiseSchedule.linear(T=100)
-    point = torch.tensor([0.5, -0.25])
-
-    class FlowOracle(nn.Module):
-        prediction = "flow"
-
-        def forward(self, x_t, t, labels=None):
-            sv = (t.to(x_t) / 100).view(-1, 1)
-            eps = (x_t - (1 - sv) * point) / sv  # the noise this x_t came from
-            return eps - point  # u = eps - x0
+    point = POINT
 
     for steps in (1, 7, 100):
         out = sample(FlowOracle(), s, n=3, shape=(2,), steps=steps, seed=0, progress=False)
@@ -1135,14 +1141,7 @@ def test_heun_calls_the_model_twice_per_step_but_not_at_t_0_and_guides_both_call
 
 def test_heun_with_an_oracle_lands_on_the_data_and_refuses_bad_steps():
     s = NoiseSchedule.linear(T=100)
-    point = torch.tensor([0.5, -0.25])
-
-    class FlowOracle(nn.Module):
-        prediction = "flow"
-
-        def forward(self, x_t, t, labels=None):
-            sv = (t.to(x_t) / 100).view(-1, 1)
-            return (x_t - (1 - sv) * point) / sv - point
+    point = POINT
 
     out = sample(FlowOracle(), s, n=3, shape=(2,), sampler="heun", steps=5, seed=0,
                  progress=False)  # fmt: skip
