@@ -18,6 +18,7 @@ from diffusion_edu.samplers import (
     euler_step,
     guided_prediction,
     heun_step,
+    model_calls,
     sample_steps,
     sampling_timesteps,
     sdedit,
@@ -1151,3 +1152,25 @@ def test_heun_with_an_oracle_lands_on_the_data_and_refuses_bad_steps():
         heun_step(u, None, u, 40, 40, s, flow=True)
     with pytest.raises(ValueError, match="shape"):
         heun_step(u, torch.zeros(1, 3), u, 40, 20, s, flow=True)
+
+
+def test_model_calls_counts_guided_steps_twice_and_heuns_corrections():
+    """model_calls against the calls sample() really makes (a counting model)."""
+    calls = []
+
+    class Counting(nn.Module):
+        null_label = 10
+
+        def forward(self, x_t, t, labels=None):
+            calls.append(x_t.shape[0])  # 2 rows per label when guided: [cond; uncond]
+            return torch.zeros_like(x_t)
+
+    s = NoiseSchedule.linear(T=100)
+    for sampler, steps, w, interval in [("ddim", 10, 2.0, None), ("ddim", 10, 2.0, (30, 70)),
+                                        ("heun", 4, 2.0, None), ("heun", 5, 1.0, None),
+                                        ("ddpm", None, 1.0, None)]:  # fmt: skip
+        calls.clear()
+        sample(Counting(), s, labels=[1], shape=(2,), sampler=sampler, steps=steps, guidance=w,
+               guidance_interval=interval, progress=False)  # fmt: skip
+        assert model_calls(sampler, 100, steps, w, interval) == sum(calls), (sampler, steps)
+    assert model_calls("heun", 100, 4, 2.0) == 14 and model_calls("heun", 100, 5) == 9
