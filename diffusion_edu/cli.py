@@ -57,8 +57,8 @@ from diffusion_edu.loop import TensorBatches, TrainConfig, Trainer, TrainingDive
 from diffusion_edu.models.common import model_for_config
 from diffusion_edu.models.dit import DiTConfig
 from diffusion_edu.models.unet import UNetConfig, count_parameters
-from diffusion_edu.pretrained import PRETRAINED_IMAGE_MODELS, pretrained_info
-from diffusion_edu.recipes import DIT_SIZES, MODEL_SIZES, expectation_for
+from diffusion_edu.pretrained import PRETRAINED_IMAGE_MODELS, pretrained_info, sampling_flags
+from diffusion_edu.recipes import DIT_SIZES, MODEL_SIZES, expectation_for, recipe_for
 from diffusion_edu.samplers import SAMPLERS, plan_sampling, sample
 from diffusion_edu.schedules import make_schedule
 from diffusion_edu.targets import TARGETS, prediction_of
@@ -440,6 +440,11 @@ def _plan_run(args: argparse.Namespace, labels: torch.Tensor, n_images: int) -> 
         else:
             num_classes = None if args.unconditional else int(labels.max()) + 1
             sizes = DIT_SIZES if args.model == "dit" else MODEL_SIZES
+            if args.model_size not in sizes:
+                raise CliError(
+                    f"--model-size {args.model_size} is a U-Net preset; a DiT takes "
+                    f"{', '.join(DIT_SIZES)}."
+                )
             model_config = dataclasses.replace(
                 sizes[args.model_size], num_classes=num_classes, prediction=args.prediction
             )
@@ -562,12 +567,16 @@ def _train(args: argparse.Namespace) -> int:
             _write_text(out / f"weights_rank{rank}.sha256", _weights_sha256(trainer.model) + "\n")
             shard = hashlib.sha256(trainer.data.tensors[0].cpu().numpy().tobytes()).hexdigest()
             _write_text(out / f"data_rank{rank}.sha256", shard + "\n")
-        # the shipped model of the same kind: its measured settings are the hint's
-        hint_model = "mnist-flow" if args.prediction == "flow" else "mnist"
+        # a recipe's measured sampling setting, else the shipped model of the same kind's
+        recipe = recipe_for(run.model_config, run.loss, run.config)
+        if recipe is not None and recipe.sampling is not None:
+            hint_flags = " " + sampling_flags(dict(recipe.sampling))
+        else:
+            hint_flags = _recommended_flags("mnist-flow" if args.prediction == "flow" else "mnist")
         _say(rank, f"Done: {trainer.step:,} steps in {seconds / 60:.1f} min. Checkpoint: "
                    f"{out / CHECKPOINT_NAME}, loss log: {out / LOSS_LOG_NAME}.")  # fmt: skip
         _say(rank, f"Draw samples: python -m diffusion_edu sample --checkpoint "
-                   f"{out / CHECKPOINT_NAME}{_recommended_flags(hint_model)} "
+                   f"{out / CHECKPOINT_NAME}{hint_flags} "
                    f"--out {out / 'samples.png'}")  # fmt: skip
         return 0
     finally:

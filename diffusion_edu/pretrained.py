@@ -130,40 +130,48 @@ class PretrainedInfo:
         """The recommended settings as flags of ``python -m diffusion_edu sample``, e.g.
         ``"--sampler ddim --steps 50 --eta 1 --guidance 1.5 --guidance-interval 600 900"``
         (what ``sample --pretrained NAME`` uses when no flag is given)."""
-        flags = []
-        recommended = self.recommended
-        for key in (k for k in RECOMMENDABLE if k in recommended):  # a fixed order
-            value = recommended[key]
-            if isinstance(value, tuple):  # guidance_interval: two numbers
-                text = " ".join(map(str, value))
-            else:
-                text = f"{value:g}" if isinstance(value, float) else str(value)
-            flags.append(f"--{key.replace('_', '-')} {text}")
-        return " ".join(flags)
+        return sampling_flags(self.recommended)
 
     @property
     def recommended_text(self) -> str:
         """The recommended settings in words, e.g. ``"DDIM-50 (eta 1), guidance 1.5 at
         600 < t <= 900"``; ``"the samplers' defaults"`` if the record names none."""
-        settings = self.recommended
-        if not settings:
-            return "the samplers' defaults"
-        parts = []
-        if "sampler" in settings:
-            names = {"dpm-solver++": "DPM-Solver++", "euler": "Euler", "heun": "Heun"}
-            name = names.get(str(settings["sampler"]), str(settings["sampler"]).upper())
-            steps = settings.get("steps")
-            text = name if steps is None else f"{name}-{steps}"
-            if settings.get("eta"):
-                text += f" (eta {settings['eta']:g})"
-            parts.append(text)
-        if "guidance" in settings:
-            text = f"guidance {settings['guidance']:g}"
-            if settings.get("guidance_interval") is not None:
-                lo, hi = settings["guidance_interval"]
-                text += f" at {lo} < t <= {hi}"
-            parts.append(text)
-        return ", ".join(parts)
+        return sampling_text(self.recommended)
+
+
+def sampling_flags(settings: dict[str, Any]) -> str:
+    """``sample()`` keyword arguments as flags of ``python -m diffusion_edu sample``."""
+    flags = []
+    for key in (k for k in RECOMMENDABLE if k in settings):  # a fixed order
+        value = settings[key]
+        if isinstance(value, (tuple, list)):  # guidance_interval: two numbers
+            text = " ".join(map(str, value))
+        else:
+            text = f"{value:g}" if isinstance(value, float) else str(value)
+        flags.append(f"--{key.replace('_', '-')} {text}")
+    return " ".join(flags)
+
+
+def sampling_text(settings: dict[str, Any]) -> str:
+    """``sample()`` keyword arguments in words, e.g. ``"DDIM-50 (eta 1), guidance 2"``."""
+    if not settings:
+        return "the samplers' defaults"
+    parts = []
+    if "sampler" in settings:
+        names = {"dpm-solver++": "DPM-Solver++", "euler": "Euler", "heun": "Heun"}
+        name = names.get(str(settings["sampler"]), str(settings["sampler"]).upper())
+        steps = settings.get("steps")
+        text = name if steps is None else f"{name}-{steps}"
+        if settings.get("eta"):
+            text += f" (eta {settings['eta']:g})"
+        parts.append(text)
+    if "guidance" in settings:
+        text = f"guidance {settings['guidance']:g}"
+        if settings.get("guidance_interval") is not None:
+            lo, hi = settings["guidance_interval"]
+            text += f" at {lo} < t <= {hi}"
+        parts.append(text)
+    return ", ".join(parts)
 
 
 def _files(name: str) -> tuple[Path, Path]:

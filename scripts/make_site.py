@@ -115,6 +115,39 @@ def execute(notebook: nbformat.NotebookNode, folder: Path) -> None:
     client.execute(env=env)
 
 
+def check_executed(notebook: nbformat.NotebookNode, name: str) -> None:
+    """Refuse a lesson whose run went wrong, naming the cell: an error output, a traceback
+    printed on stderr, or a widget shown without its saved state (the page could not draw it).
+
+    ``make site`` runs this on every lesson, so building the site checks that each one
+    executes under nbclient; the test run checks a few lessons the same way
+    (tests/test_notebooks.py).
+    """
+    code_cells = [c for c in notebook.cells if c.cell_type == "code"]
+    if not all(c.get("execution_count") for c in code_cells):
+        raise RuntimeError(f"{name}: a code cell did not run.")
+    for cell in code_cells:
+        where = f"{name}, the cell starting {cell.source[:200]!r}"
+        for out in cell.outputs:
+            if out.output_type == "error":
+                raise RuntimeError(f"{out.ename}: {out.evalue} in {where}.")
+            if out.output_type == "stream" and out.name == "stderr" and "Traceback" in out.text:
+                raise RuntimeError(f"a traceback on stderr in {where}:\n{out.text[:800]}")
+    saved = notebook.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+    shown = [
+        out.data[WIDGET_VIEW]["model_id"]
+        for cell in code_cells
+        for out in cell.outputs
+        if WIDGET_VIEW in out.get("data", {})
+    ]
+    missing = [model_id for model_id in shown if model_id not in saved]
+    if missing:
+        raise RuntimeError(
+            f"{name}: {len(missing)} shown widget(s) have no saved state (run with "
+            "store_widget_state=True; a widget closed before the run ended is not saved)."
+        )
+
+
 # ----------------------------------------------------------------------------- widgets, static
 def _esc(value: object) -> str:
     return html.escape(str(value), quote=True)
@@ -425,6 +458,7 @@ def build_site(out: Path, wanted: list[str] | None = None, run: bool = True) -> 
         notebook = nbformat.read(lesson.path, as_version=4)
         if run:
             execute(notebook, lesson.path.parent)
+            check_executed(notebook, lesson.path.name)
         n_widgets = freeze_widgets(notebook)
         previous = chosen[i - 1] if i > 0 else None
         following = chosen[i + 1] if i + 1 < len(chosen) else None

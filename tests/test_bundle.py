@@ -10,7 +10,6 @@ draws a figure, in seconds.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -20,20 +19,11 @@ import time
 from pathlib import Path
 
 import pytest
+from script_modules import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSON = "00_welcome.ipynb"
-
-
-def _load_script(name: str):  # noqa: ANN202 - a module
-    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is made
-    spec.loader.exec_module(module)
-    return module
-
-
-make_bundle = _load_script("make_bundle")
+make_bundle = load_script("make_bundle")
 PYPROJECT = make_bundle.read_pyproject()
 DEV_PINS = dict(r.split("==") for r in PYPROJECT["project"]["optional-dependencies"]["dev"])
 

@@ -271,6 +271,17 @@ def test_a_text_file_as_checkpoint_exits_2(
     assert "not a PyTorch checkpoint file" in error_line(capsys)
 
 
+def test_a_u_net_only_preset_for_a_dit_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--model", "dit", "--model-size", "fast", "--steps", "1", "--no-progress",
+            "--out", str(tmp_path / "run")]  # fmt: skip
+    assert main(argv) == 2
+    line = error_line(capsys)
+    assert "--model-size fast is a U-Net preset; a DiT takes tiny, small, default, large" in line
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
 def test_an_unwritable_output_folder_exits_2(
     trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

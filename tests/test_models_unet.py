@@ -47,6 +47,48 @@ def test_colour_images_work():
     assert model(x, 10).shape == x.shape
 
 
+# --------------------------------------------------------------------------- patches
+def test_patch_size_2_keeps_the_shape_and_has_no_full_resolution_level():
+    model = UNet(UNetConfig(image_size=28, num_classes=10, patch_size=2, **TINY))
+    x = torch.randn(3, 1, 28, 28)
+    assert model(x, torch.tensor([1, 500, 1000]), torch.tensor([0, 1, 2])).shape == x.shape
+    assert model.conv_in.in_channels == 4 and model.conv_out.out_channels == 4
+    seen = []  # the resolution every convolution works at
+    hooks = [m.register_forward_hook(lambda m, i, o: seen.append(o.shape[-1]))
+             for m in model.modules() if isinstance(m, torch.nn.Conv2d)]  # fmt: skip
+    model(x, 10)
+    for hook in hooks:
+        hook.remove()
+    assert max(seen) == 14 and min(seen) == 7
+
+
+def test_each_output_pixel_comes_from_its_own_patch_channel():
+    # pixel_unshuffle stacks the 4 pixels of each 2 x 2 patch as 4 channels of one position
+    # (channel c = pixel (c // 2, c % 2) of the patch) and pixel_shuffle puts them back.
+    model = _randomise_output_layer(UNet(UNetConfig(image_size=8, patch_size=2, **TINY)))
+    x = torch.arange(64.0).reshape(1, 1, 8, 8)
+    unshuffled = torch.nn.functional.pixel_unshuffle(x, 2)  # (1, 4, 4, 4)
+    assert_close(unshuffled[0, :, 0, 0], torch.tensor([0.0, 1.0, 8.0, 9.0]))
+    assert_close(torch.nn.functional.pixel_shuffle(unshuffled, 2), x)
+    # and a change to one pixel moves the prediction (the model sees every pixel)
+    y = x.clone()
+    y[0, 0, 7, 7] += 5.0
+    assert not torch.allclose(model(x, 10), model(y, 10))
+
+
+def test_a_patched_u_net_overfits_a_handful_of_noisy_images():
+    losses = _overfit_losses(patch_size=2)
+    assert losses[0] > 0.8 and min(losses[-10:]) < 0.1 * losses[0], (losses[0], losses[-1])
+
+
+def test_a_size_the_patches_do_not_divide_is_a_clear_error():
+    with pytest.raises(ValueError, match="patch_size must be >= 1 and divide image_size=28"):
+        UNetConfig(patch_size=3)
+    model = UNet(UNetConfig(image_size=28, patch_size=2, **TINY))
+    with pytest.raises(ValueError, match=r"multiples of 2, got \(27, 28\): crop or pad"):
+        model(torch.randn(1, 1, 27, 28), 5)
+
+
 def test_untrained_model_predicts_zero_noise():
     model = UNet(UNetConfig(**TINY))
     assert torch.equal(model(torch.randn(2, 1, 28, 28), 5), torch.zeros(2, 1, 28, 28))
@@ -93,10 +135,10 @@ def test_every_parameter_gets_a_gradient():
     assert not missing, f"no gradient reaches {missing}"
 
 
-def test_overfits_a_handful_of_noisy_images():
-    # Memorise the noise in 8 fixed (x_t, t, eps) triples: the loss must fall far below its start.
+def _overfit_losses(patch_size: int = 1) -> list[float]:
+    """Memorise the noise in 8 fixed (x_t, t, eps) triples: the loss of each of 100 steps."""
     torch.manual_seed(0)
-    model = UNet(UNetConfig(image_size=16, num_classes=4, **TINY))
+    model = UNet(UNetConfig(image_size=16, num_classes=4, patch_size=patch_size, **TINY))
     x_t = torch.randn(8, 1, 16, 16)
     t = torch.randint(1, 1001, (8,))
     labels = torch.arange(8) % 4
@@ -109,6 +151,12 @@ def test_overfits_a_handful_of_noisy_images():
         loss.backward()
         opt.step()
         losses.append(loss.item())
+    return losses
+
+
+def test_overfits_a_handful_of_noisy_images():
+    # The loss must fall far below its start.
+    losses = _overfit_losses()
     assert losses[0] > 0.8  # ~ E[eps^2] = 1 for a model that predicts 0
     assert min(losses[-10:]) < 0.1 * losses[0], (
         f"loss went from {losses[0]:.3f} to {losses[-1]:.3f}"

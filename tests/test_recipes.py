@@ -11,11 +11,11 @@ import torch
 from diffusion_edu import pretrained_info
 from diffusion_edu.cli import build_parser
 from diffusion_edu.recipes import (
-    FIVE_MINUTE_BUDGET,
     MODEL_SIZES,
     QUICK_STEPS,
     RECIPES,
     STEPS_VS_QUALITY,
+    TWO_MINUTE_BUDGET,
     digits_recipe,
     expectation_for,
     expected_quality,
@@ -77,8 +77,8 @@ def test_the_shipped_text_model_was_trained_with_the_text_recipe() -> None:
 
 def test_recipe_choice_is_said_aloud_and_quick_mode_cuts_the_steps() -> None:
     recipe, why = digits_recipe("cpu", quick=False)
-    assert recipe.name == "five_minutes" and "CPU" in why and "1,500 steps" in why
-    assert recipe.train_config.minutes == FIVE_MINUTE_BUDGET
+    assert recipe.name == "two_minutes" and "CPU" in why and "2,000 steps" in why
+    assert recipe.train_config.minutes == TWO_MINUTE_BUDGET
     quick, why = digits_recipe("cpu", quick=True)
     assert quick.train_config.steps == QUICK_STEPS and "Quick mode" in why
     assert quick.train_config.minutes is None  # a few steps: nothing to fit
@@ -134,3 +134,50 @@ def test_dit_presets_have_the_documented_sizes() -> None:
         assert abs(n - documented[name]) <= 0.05 * documented[name], (name, n)
     small_dit = count_parameters(DiT(dataclasses.replace(DIT_SIZES["small"], num_classes=10)))
     assert 0.9 <= small_dit / count_parameters(UNet(SMALL_UNET)) <= 1.2
+
+
+def test_the_fast_preset_reads_2x2_patches_and_has_the_documented_size() -> None:
+    """MODEL_SIZES["fast"]: about the small U-Net's parameters (0.2M), no full-resolution
+    level; the two-minute recipe trains it (docs/performance.md)."""
+    from diffusion_edu.models import UNet, count_parameters
+    from diffusion_edu.recipes import FAST_UNET, SMALL_UNET
+
+    assert FAST_UNET.patch_size == 2 and not FAST_UNET.attention
+    assert count_parameters(UNet(FAST_UNET)) == 202_276
+    assert 0.95 <= count_parameters(UNet(FAST_UNET)) / count_parameters(UNet(SMALL_UNET)) <= 1.05
+    assert RECIPES["two_minutes"].model_config == FAST_UNET
+
+
+def test_the_two_minute_record_measured_this_recipe_and_meets_the_goal() -> None:
+    """data/results/two_minutes.json (scripts/measure_two_minutes.py): two cold-start runs of
+    the recipe's own command, each >= 95% class agreement, Frechet distance <= 2x the floor, and
+    at most 3 minutes wall. A changed recipe must be measured again."""
+    import json
+
+    from script_modules import load_script
+
+    from diffusion_edu.data import repo_data_dir
+
+    measure = load_script("measure_two_minutes")
+    record = json.loads((repo_data_dir() / measure.RESULTS_FILE).read_text())
+    recipe = RECIPES["two_minutes"]
+    assert record["recipe"] == recipe.name and record["command"] == recipe.cli_command()
+    assert str(dict(recipe.sampling)) in record["evaluated_on"]
+    assert "native bfloat16: no" in record["machine"]  # the slower kind of CPU
+    floor = record["frechet_floor_same_n"]
+    assert len(record["runs"]) >= 2
+    for run in record["runs"]:
+        assert measure.meets_goal(run, floor) and run["meets_goal"], run
+        assert run["steps"] <= recipe.train_config.steps
+        assert run["frechet_distance"] == pytest.approx(run["frechet_vs_floor"] * floor, rel=0.01)
+
+
+def test_the_goal_check_refuses_a_run_that_misses_any_part() -> None:
+    from script_modules import load_script
+
+    meets_goal = load_script("measure_two_minutes").meets_goal
+    good = {"class_agreement": 0.96, "frechet_distance": 0.5, "wall_minutes": 2.9}
+    assert meets_goal(good, floor=0.29)
+    assert not meets_goal({**good, "class_agreement": 0.94}, floor=0.29)
+    assert not meets_goal({**good, "frechet_distance": 0.59}, floor=0.29)  # > 2 x 0.29
+    assert not meets_goal({**good, "wall_minutes": 3.1}, floor=0.29)

@@ -1,4 +1,4 @@
-"""Lesson 07 exercise: the Min-SNR loss weight that makes five-minute training work.
+"""Lesson 07 exercise: the Min-SNR loss weight that makes short training runs work.
 
 ``weight(t) = min(SNR_t, gamma) / SNR_t`` (Hang et al. 2023, eps-prediction form): 1 for
 noisy images (SNR <= gamma), gamma / SNR for nearly clean ones.

@@ -69,6 +69,13 @@ class UNetConfig:
         text_dim: width of the token vectors.
         text_layers: Transformer layers in the text encoder.
         text_heads: attention heads in the text encoder (cross-attention uses ``num_heads``).
+        patch_size: 1 = the first level works on the pixels. 2 = each 2 x 2 block of pixels is
+            read as one position with 4x the channels (``pixel_unshuffle``: 28 x 28 x 1 ->
+            14 x 14 x 4) and the output is put back the same way (``pixel_shuffle``): no
+            feature map at full resolution, where much of a U-Net's compute goes. ``image_size``
+            stays the size of the images. Simple diffusion downsamples at the start for the
+            same reason (Hoogeboom, Heek & Salimans 2023, finding 4); the two-minute recipe
+            uses it (docs/performance.md).
     """
 
     image_size: int = 28
@@ -87,12 +94,18 @@ class UNetConfig:
     text_dim: int = 64
     text_layers: int = 1
     text_heads: int = 4
+    patch_size: int = 1
 
     def __post_init__(self) -> None:
         check_target(self.prediction)
         problems = []
         if self.image_size < 4:
             problems.append(f"image_size must be >= 4, got {self.image_size}")
+        if self.patch_size < 1 or self.image_size % self.patch_size:
+            problems.append(
+                f"patch_size must be >= 1 and divide image_size={self.image_size}, "
+                f"got {self.patch_size}"
+            )
         if self.in_channels < 1:
             problems.append(f"in_channels must be >= 1, got {self.in_channels}")
         if not self.channel_mults or any(m < 1 for m in self.channel_mults):
@@ -209,7 +222,8 @@ class UNet(nn.Module):
         self.label_emb = (
             nn.Embedding(config.num_classes + 1, emb_dim) if config.num_classes else None
         )
-        self.conv_in = nn.Conv2d(config.in_channels, chs[0], 3, padding=1)
+        pixels_in = config.in_channels * config.patch_size**2  # channels after unshuffling
+        self.conv_in = nn.Conv2d(pixels_in, chs[0], 3, padding=1)
         text = config.text_vocab_size is not None
         self.text_encoder = (
             TextEncoder(
@@ -287,7 +301,7 @@ class UNet(nn.Module):
             self.upsamples.append(nn.Conv2d(ch, ch, 3, padding=1) if level > 0 else nn.Identity())
 
         self.norm_out = nn.GroupNorm(config.groups, ch)
-        self.conv_out = nn.Conv2d(ch, config.in_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(ch, pixels_in, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)  # an untrained model predicts eps_hat = 0
         nn.init.zeros_(self.conv_out.bias)
 
@@ -345,7 +359,10 @@ class UNet(nn.Module):
 
         down_cross = self.down_cross or [[nn.Identity()] * len(b) for b in self.down_blocks]
         up_cross = self.up_cross or [[nn.Identity()] * len(b) for b in self.up_blocks]
-        h = self.conv_in(x_t)  # (B, chs[0], H, W)
+        p = self.config.patch_size
+        if p > 1:  # (B, C, H, W) -> (B, C p^2, H/p, W/p): each p x p block of pixels, stacked
+            x_t = F.pixel_unshuffle(x_t, p)
+        h = self.conv_in(x_t)  # (B, chs[0], H/p, W/p)
         skips = []
         for blocks, crosses, down in zip(
             self.down_blocks, down_cross, self.downsamples, strict=True
@@ -363,7 +380,8 @@ class UNet(nn.Module):
                 h = read(cross, blk(torch.cat([h, skips.pop()], dim=1), emb))  # cat: ch + skip
             if skips:  # go up to the next level's size (7 -> 14 -> 28; odd sizes work too)
                 h = up(F.interpolate(h, size=skips[-1].shape[-2:], mode="nearest"))
-        return self.conv_out(F.silu(self.norm_out(h)))  # (B, C, H, W)
+        out = self.conv_out(F.silu(self.norm_out(h)))  # (B, C p^2, H/p, W/p)
+        return F.pixel_shuffle(out, p) if p > 1 else out  # (B, C, H, W)
 
     def _empty_prompts(self, batch: int, like: torch.Tensor) -> torch.Tensor:
         tokens = torch.zeros(batch, self.config.text_length, dtype=torch.long, device=like.device)
@@ -409,6 +427,12 @@ class UNet(nn.Module):
         if x_t.ndim != 4 or x_t.shape[1] != cfg.in_channels:
             raise ValueError(
                 f"x_t must have shape (B, {cfg.in_channels}, H, W), got {tuple(x_t.shape)}."
+            )
+        if x_t.shape[-1] % cfg.patch_size or x_t.shape[-2] % cfg.patch_size:
+            raise ValueError(
+                f"this U-Net reads {cfg.patch_size} x {cfg.patch_size} patches, so the height "
+                f"and width of x_t must be multiples of {cfg.patch_size}, got "
+                f"{tuple(x_t.shape[-2:])}: crop or pad the images."
             )
         B = x_t.shape[0]
         t = timestep_batch(t, B, x_t.device)

@@ -45,9 +45,15 @@ def _doubled_figures(cell: dict) -> list[str]:
 
 
 def _lesson09_prompt_box(page: LessonPage, records: list[dict]) -> None:
-    """Lesson 09's prompt widget: the browser typed " x" after the prompt, an unknown word,
+    """Lesson 09 shows the tokenizer refusing an unknown word as a message, not a traceback.
+    Its prompt widget: the browser typed " x" after the prompt, an unknown word,
     which must be answered in the widget (its message line), never with a traceback; the
     guidance slider and the noise checkbox must redraw the digits."""
+    refusing = next(c for c in page.cells() if 'tokenize("a purple seven")' in c["source"])
+    printed = "".join(
+        "".join(o.get("text", "")) for o in refusing["outputs"] if o.get("name") == "stdout"
+    )  # a stream's text is a string or a list of lines
+    assert "unknown word 'purple'" in printed, "the tokenizer's refusal is not shown as a message"
     text = page.page_text()
     assert "unknown word 'x'" in text, "the prompt box did not answer the unknown word 'x'"
     assert "Traceback" not in text
