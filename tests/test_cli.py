@@ -271,6 +271,20 @@ def test_a_text_file_as_checkpoint_exits_2(
     assert "not a PyTorch checkpoint file" in error_line(capsys)
 
 
+def test_a_run_of_the_two_minute_recipe_is_told_the_recipes_sampling(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--model-size", "fast", "--batch-size", "32", "--lr", "0.003",
+            "--warmup-steps", "50", "--min-snr-gamma", "5", "--schedule", "cosine", "--steps", "1",
+            "--no-progress", "--device", "cpu", "--precision", "fp32",
+            "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 0
+    hint = capsys.readouterr().out.strip().splitlines()[-1]
+    assert hint.startswith("Draw samples: python -m diffusion_edu sample --checkpoint"), hint
+    assert "--sampler ddim --steps 50 --eta 1 --guidance 2 --out" in hint  # recipe.sampling
+    assert load_checkpoint(tmp_path / "checkpoint.pt").model_config.patch_size == 2
+
+
 def test_a_u_net_only_preset_for_a_dit_exits_2(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

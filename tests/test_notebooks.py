@@ -5,7 +5,7 @@ its own kernel client, so a lesson can pass there and still hang here: lesson 02
 ``diffusion_edu.viz.widgets``).
 
 Every lesson already runs twice in the test run (nbval, and JupyterLab in Chromium:
-tests/browser), so this third run is kept to :data:`NBCLIENT_LESSONS` to hold CI under 15
+tests/browser), so this third run is kept to :data:`NBCLIENT_LESSONS` to bring CI towards 15
 minutes (docs/performance.md, "CI time"). ``make site`` executes *every* lesson with nbclient
 and refuses one that fails these same checks (``check_executed`` in scripts/make_site.py).
 

@@ -181,3 +181,24 @@ def test_the_goal_check_refuses_a_run_that_misses_any_part() -> None:
     assert not meets_goal({**good, "class_agreement": 0.94}, floor=0.29)
     assert not meets_goal({**good, "frechet_distance": 0.59}, floor=0.29)  # > 2 x 0.29
     assert not meets_goal({**good, "wall_minutes": 3.1}, floor=0.29)
+
+
+def test_a_run_with_a_recipes_settings_is_that_recipe_and_gets_its_sampling() -> None:
+    from diffusion_edu.recipes import recipe_for
+
+    two = RECIPES["two_minutes"]
+    longer = dataclasses.replace(two.train_config, steps=5000, minutes=None, seed=7)
+    assert recipe_for(two.model_config, two.loss(), longer) is two
+    assert recipe_for(two.model_config, two.loss(), dataclasses.replace(longer, lr=1e-3)) is None
+    five = RECIPES["five_minutes"]
+    assert recipe_for(five.model_config, five.loss(), five.train_config) is five
+    assert expectation_for(two.model_config, two.loss(), two.train_config) is None  # no table
+    command = two.sample_command(out="runs/two")
+    assert command == (
+        "python -m diffusion_edu sample --checkpoint runs/two/checkpoint.pt --sampler ddim "
+        "--steps 50 --eta 1 --guidance 2 --out runs/two/samples.png"
+    )
+    args = build_parser().parse_args(command.split()[3:])
+    assert (args.sampler, args.steps, args.eta, args.guidance) == ("ddim", 50, 1.0, 2.0)
+    # a recipe without its own sampling setting samples like the shipped model
+    assert five.sampling_settings() == pretrained_info("mnist").recommended
