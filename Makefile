@@ -1,7 +1,7 @@
 # diffusion_edu: the two commands a newcomer needs.
 #   make lab    create .venv (first time only), install, open JupyterLab on notebooks/
 #   make test   create .venv (first time only), install, run the library tests and every notebook
-#               (with nbval, with nbclient, and in JupyterLab in Chromium: tests/browser)
+#               (in JupyterLab in Chromium: tests/browser; under nbval where Chromium is missing)
 #   make lint   ruff check and ruff format --check (CI runs it before make test)
 # Re-running either is fast: the install step only re-runs when pyproject.toml changes.
 # For teachers (README, "Teaching with this course"):
@@ -31,15 +31,19 @@ lab: $(STAMP)
 # DIFFUSION_EDU_QUICK=1 is the notebooks' quick switch: smaller training runs, same code path.
 # Two pytest workers (pytest-xdist) share the cores: much of a notebook's run is waiting (kernel
 # start-up, the browser, widget redraws), so two at a time finish sooner. (Three on 2 cores were
-# slower: pytest 1,056 s against 995 s for two, 2026-12-02; docs/performance.md, "Issue 14".) `--dist loadfile` keeps
-# each file on one worker, so a notebook's cells run in order in one kernel. Each worker, and the
-# kernels it starts, gets cores / workers PyTorch threads (1 on a 2-core CPU): more threads than
-# cores spin and wait on each other. One worker, as before: `make test TEST_WORKERS=0`.
+# slower: pytest 1,056 s against 995 s for two, 2026-12-02; docs/performance.md, "Issue 14".)
+# `--dist loadgroup` with the groups conftest.py gives: each file on one worker (a notebook's
+# cells run in order in one kernel), and each lesson's browser test a group of its own, so both
+# workers open lessons in the browser. `--no-loadscope-reorder` hands the groups out in
+# collection order, which puts the long ones (the browser's) first and the short ones last, so
+# the two workers finish close together. Each worker, and the kernels it starts, gets cores /
+# workers PyTorch threads (1 on a 2-core CPU): more threads than cores spin and wait on each
+# other. One worker, as before: `make test TEST_WORKERS=0`.
 TEST_WORKERS ?= 2
 CORES        := $(shell getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 TEST_THREADS ?= $(shell n=$$(( $(CORES) / ($(TEST_WORKERS) > 0 ? $(TEST_WORKERS) : 1) )); echo $$(( n > 0 ? n : 1 )))
 test: $(STAMP)
-	DIFFUSION_EDU_QUICK=1 MPLBACKEND=Agg OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -rs --durations=20 --nbval-lax --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
+	DIFFUSION_EDU_QUICK=1 MPLBACKEND=Agg OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder -rs --durations=20 --nbval-lax --nbval-current-env -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -19,11 +19,28 @@ import struct
 from dataclasses import asdict
 from pathlib import Path
 
+try:
+    import fcntl  # POSIX; on Windows the update is not locked
+except ImportError:
+    fcntl = None
+
 import pytest
 from labdriver import NOTEBOOKS, LessonPage, exercise_every_control
 
 LESSONS = sorted(p.name for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
-RESULTS: dict[str, list[dict]] = {}
+
+
+def _record_latency(path: Path, lesson: str, records: list[dict]) -> None:
+    """Put one lesson's widget records into ``path``, keeping the other lessons' entries: two
+    pytest workers open lessons at the same time, so the update holds a lock on the file."""
+    with open(path.with_suffix(".lock"), "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        results = json.loads(path.read_text()) if path.exists() else {}
+        results[lesson] = records
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(dict(sorted(results.items())), indent=1))
+        tmp.replace(path)
 
 
 def _png_size(data: str) -> tuple[int, int]:
@@ -121,8 +138,7 @@ def test_lesson_in_the_browser(lesson: str, browser, lab, artifacts: Path) -> No
         )
         if lesson[:2] in LESSON_CHECKS:
             LESSON_CHECKS[lesson[:2]](page, records)
-        RESULTS[lesson] = records
-        (artifacts / "latency.json").write_text(json.dumps(RESULTS, indent=1))
+        _record_latency(artifacts / "latency.json", lesson, records)
         if controls:
             page.page.screenshot(path=str(artifacts / "screenshots" / f"{lesson[:-6]}_after.png"))
     finally:
