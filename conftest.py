@@ -12,8 +12,8 @@ Two things, both about time, neither about what is checked:
    everything nbval's lax mode checks (no cell raises, no traceback on stderr) and much more
    (widgets, figures, every control). So when the same pytest run will open a lesson in the
    browser (its browser test is selected and Chromium and Playwright are present), the lesson
-   is not run a second time under nbval; pytest's summary counts those cells as deselected and a
-   line names the lessons. Without Chromium, or with the browser tests deselected (e.g. `-m "not
+   is not run a second time under nbval; a line at the end of pytest's report names those
+   lessons. Without Chromium, or with the browser tests deselected (e.g. `-m "not
    slow"`) or not collected (`pytest notebooks/07_training_on_mnist.ipynb`), nbval runs them.
 """
 
@@ -29,7 +29,8 @@ BROWSER_LESSON_TEST = "test_lesson_in_the_browser"
 
 
 def browser_can_run() -> bool:
-    """True when the browser tests will run rather than skip: Chromium on PATH and Playwright."""
+    """True when the browser tests will run rather than skip: Chromium on PATH and Playwright
+    (the conditions under which tests/browser/conftest.py skips them)."""
     has_playwright = importlib.util.find_spec("playwright") is not None
     return shutil.which("chromium") is not None and has_playwright
 
@@ -57,21 +58,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class _OneRunPerLesson:
-    """A plugin of its own, so that its hook can run last: after `-k`, `-m` and `--deselect`."""
+    """A plugin of its own, so that its hook can run last: after `-k`, `-m` and `--deselect`.
 
-    lessons: list[str] = []
+    Under pytest-xdist the workers collect, so each worker passes the lessons it left to the
+    browser back to the controller (``workeroutput``), which names them in its summary."""
+
+    def __init__(self) -> None:
+        self.lessons: set[str] = set()
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list) -> None:
-        self.lessons = deselect_lessons_run_in_browser(config, items)
+        self.lessons = set(deselect_lessons_run_in_browser(config, items))
+        if hasattr(config, "workeroutput"):  # an xdist worker: tell the controller
+            config.workeroutput["browser_only_lessons"] = sorted(self.lessons)
 
-    def pytest_report_collectionfinish(self) -> str | None:
-        if not self.lessons:
-            return None
-        return (
-            f"{len(self.lessons)} lessons run in the browser only, not also under nbval "
-            f"(conftest.py): {', '.join(name[:2] for name in self.lessons)}"
-        )
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error) -> None:  # the xdist controller
+        self.lessons.update(getattr(node, "workeroutput", {}).get("browser_only_lessons", []))
+
+    def pytest_terminal_summary(self, terminalreporter) -> None:
+        if self.lessons:
+            terminalreporter.write_line(
+                f"{len(self.lessons)} lessons ran in the browser only, not also under nbval "
+                f"(conftest.py): {', '.join(sorted(name[:2] for name in self.lessons))}"
+            )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -35,7 +35,7 @@ from diffusion_edu.device import autocast_dtype, pick_device, quick_mode
 from diffusion_edu.loop import TensorBatches, TrainConfig, Trainer
 from diffusion_edu.models.dit import DiTConfig
 from diffusion_edu.models.unet import UNet, UNetConfig
-from diffusion_edu.pretrained import sampling_flags
+from diffusion_edu.pretrained import pretrained_info, sampling_flags
 from diffusion_edu.schedules import make_schedule
 from diffusion_edu.text import PROMPT_LENGTH, VOCABULARY, caption_dataset
 from diffusion_edu.training import DiffusionLoss
@@ -218,8 +218,6 @@ class Recipe:
         was measured with, else the shipped model's recommended setting."""
         if self.sampling is not None:
             return dict(self.sampling)
-        from diffusion_edu.pretrained import pretrained_info  # reads a file: only when asked
-
         return pretrained_info("mnist").recommended
 
     def sample_command(self, out: str = "runs/mnist") -> str:
