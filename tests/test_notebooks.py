@@ -4,10 +4,11 @@ its own kernel client, so a lesson can pass there and still hang here: lesson 02
 8, until the widgets stopped drawing through ``ipywidgets.Output`` (see
 ``diffusion_edu.viz.widgets``).
 
-Every lesson already runs twice in the test run (nbval, and JupyterLab in Chromium:
-tests/browser), so this third run is kept to :data:`NBCLIENT_LESSONS` to bring CI towards 15
-minutes (docs/performance.md, "CI time"). ``make site`` executes *every* lesson with nbclient
-and refuses one that fails these same checks (``check_executed`` in scripts/make_site.py).
+Every lesson already runs in the test run (in JupyterLab in Chromium, tests/browser; under
+nbval where the browser cannot run, see conftest.py), so this extra run is kept to
+:data:`NBCLIENT_LESSONS` to keep CI under 15 minutes (docs/performance.md, "CI time").
+``make site`` executes *every* lesson with nbclient and refuses one that fails these same
+checks (``check_executed`` in scripts/make_site.py).
 
 Each lesson runs in quick mode (the test command sets ``DIFFUSION_EDU_QUICK=1``) with a per-cell
 time limit, so a hang is a failure with the cell named, never a stuck CI job.
