@@ -222,7 +222,8 @@ def _add_train_command(commands: Any) -> None:
         choices=tuple(MODEL_SIZES),
         default="default",
         help="preset: U-Net tiny ~32k parameters (tests), small ~0.2M, default ~1.27M, large ~5M, "
-        "fast ~0.2M on 2x2 patches (the two-minute recipe; U-Net only); "
+        "fast ~0.2M on 2x2 patches (the two-minute recipe; U-Net only), patched ~1.75M on 2x2 "
+        "patches (U-Net only); "
         "DiT tiny ~12k, small ~0.22M, default ~0.47M, large ~2.4M",
     )
     model.add_argument(

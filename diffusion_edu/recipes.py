@@ -82,6 +82,12 @@ MODEL_SIZES: dict[str, UNetConfig] = {
     "fast": UNetConfig(
         base_channels=32, channel_mults=(1, 1), num_res_blocks=1, attention=False, patch_size=2
     ),
+    # ~1.75M parameters on 2 x 2 patches: 48 and 96 channels at 14x14 and 7x7, two residual
+    # blocks per level, attention at 7x7; a step costs about what the small U-Net's does on a
+    # CPU (docs/performance.md, issue 12).
+    "patched": UNetConfig(
+        base_channels=48, channel_mults=(1, 2), num_res_blocks=2, attention=True, patch_size=2
+    ),
 }
 
 #: Diffusion Transformer presets for ``--model dit --model-size ...`` (Peebles & Xie 2023, on

@@ -148,6 +148,19 @@ def test_the_fast_preset_reads_2x2_patches_and_has_the_documented_size() -> None
     assert RECIPES["two_minutes"].model_config == FAST_UNET
 
 
+def test_the_patched_preset_is_bigger_but_reads_2x2_patches() -> None:
+    """MODEL_SIZES["patched"]: 1.75M parameters (8.7x the small U-Net) on 2 x 2 patches, with
+    attention at 7x7; the larger network tried for issue 12 (docs/performance.md)."""
+    from diffusion_edu.models import UNet, count_parameters
+
+    config = dataclasses.replace(MODEL_SIZES["patched"], num_classes=10)
+    assert config.patch_size == 2 and config.attention and config.num_res_blocks == 2
+    assert count_parameters(UNet(config)) == 1_748_068
+    x = torch.randn(3, 1, 28, 28)
+    out = UNet(config)(x, torch.tensor([1, 500, 999]), torch.tensor([0, 4, 10]))
+    assert out.shape == x.shape and torch.isfinite(out).all()
+
+
 def test_the_two_minute_record_measured_this_recipe_and_meets_the_goal() -> None:
     """data/results/two_minutes.json (scripts/measure_two_minutes.py): two cold-start runs of
     the recipe's own command, each >= 95% class agreement, Frechet distance <= 2x the floor, and
