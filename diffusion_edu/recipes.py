@@ -83,8 +83,8 @@ MODEL_SIZES: dict[str, UNetConfig] = {
         base_channels=32, channel_mults=(1, 1), num_res_blocks=1, attention=False, patch_size=2
     ),
     # ~1.75M parameters on 2 x 2 patches: 48 and 96 channels at 14x14 and 7x7, two residual
-    # blocks per level, attention at 7x7; a step costs about what the small U-Net's does on a
-    # CPU (docs/performance.md, issue 12).
+    # blocks per level, attention at 7x7. On a 2-core CPU a pass costs about 2x the small
+    # U-Net's (8.7x the parameters); tried for issue 12 (docs/performance.md).
     "patched": UNetConfig(
         base_channels=48, channel_mults=(1, 2), num_res_blocks=2, attention=True, patch_size=2
     ),
