@@ -22,6 +22,10 @@ Which sampler for which model: ``"ddpm"``, ``"ddim"`` and ``"dpm-solver++"`` for
 diffusion path (eps, x0, v); ``"euler"`` for flow models, which live on the straight path of
 :mod:`diffusion_edu.targets`; ``"heun"`` (a second-order ODE solver, :func:`heun_step`) for both.
 
+Guidance: classifier-free guidance (``guidance``, Ho & Salimans 2022), optionally only in an
+interval of noise levels (``guidance_interval``, Kynkaanniemi et al. 2024), and autoguidance
+by a weaker version of the model (``guide_model`` and ``autoguidance``, Karras et al. 2024).
+
 The same loop (:func:`sample_steps`) also starts part-way, from a noised real image:
 :func:`sdedit` ("img2img"). :func:`slerp` interpolates between two starting noises.
 
@@ -425,6 +429,8 @@ def model_calls(
 
     One per step (two for a guided step: conditional and unconditional, :func:`step_guidance`);
     Heun asks the model again at the end of every step but the last (:func:`heun_step`).
+    With autoguidance (``sample(..., guide_model=..., autoguidance=w)``) the guide is called
+    as many times again, on the same inputs.
     """
     timesteps = sampling_timesteps(sampler, T, steps)
     interval = check_guidance_interval(guidance_interval, T)
@@ -581,22 +587,91 @@ def _predict(
     t: torch.Tensor,
     cond: torch.Tensor | None,
     guidance: float,
+    guide_model: NoisePredictor | None = None,
+    autoguidance: float = 1.0,
 ) -> torch.Tensor:
-    """The model's prediction, with classifier-free guidance when ``guidance != 1``.
+    """The model's prediction, with classifier-free guidance when ``guidance != 1`` and
+    autoguidance when ``autoguidance != 1``.
 
     pred = pred_uncond + guidance * (pred_cond - pred_uncond)   (Ho & Salimans 2022, as in
     diffusers). Every target is an affine function of eps at a given (x_t, t), so mixing
     predictions mixes the noise estimates the same way.
+
+    Autoguidance (Karras et al. 2024, Eq. 1 with D0 = ``guide_model``, a weaker version of the
+    model): every pass of the model, conditional or not, is replaced by
+    ``guide + autoguidance * (model - guide)`` on the same input, so classifier-free guidance
+    then acts on the autoguided predictions.
     """
+
+    def network(x: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        pred = model(x, t, c)
+        if guide_model is None or autoguidance == 1.0:
+            return pred
+        return guided_prediction(pred, guide_model(x, t, c).to(pred.dtype), autoguidance)
+
     if cond is None or guidance == 1.0:
-        return model(x_t, t, cond)
+        return network(x_t, t, cond)
     null = null_condition(model, cond)  # type: ignore[arg-type]
     if null is None:  # any callable: two passes, cond=None meaning "no condition"
-        pred_cond, pred_uncond = model(x_t, t, cond), model(x_t, t, None)
+        pred_cond, pred_uncond = network(x_t, t, cond), network(x_t, t, None)
     else:  # one batched pass: [conditional; unconditional]
-        both = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, null]))
+        both = network(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([cond, null]))
         pred_cond, pred_uncond = both.chunk(2)
     return guided_prediction(pred_cond, pred_uncond, guidance)
+
+
+def _check_autoguidance(
+    model: NoisePredictor, guide_model: NoisePredictor | None, autoguidance: float
+) -> None:
+    """Check ``guide_model`` and ``autoguidance`` for :func:`sample`, with a clear error.
+
+    Autoguidance needs a guide that predicts the same target from the same inputs: the same
+    ``prediction`` (eps, x0, v or flow), the same image shape, and, for a conditional model,
+    the same kind of condition (a label model's guide knows the same classes).
+    """
+    if isinstance(autoguidance, bool) or not isinstance(autoguidance, numbers.Real):
+        raise ValueError(f"autoguidance must be a number (1.0 = off), got {autoguidance!r}.")
+    if not torch.isfinite(torch.tensor(float(autoguidance))):
+        raise ValueError(f"autoguidance must be finite, got {autoguidance!r}.")
+    if guide_model is None:
+        if autoguidance != 1.0:
+            raise ValueError(
+                f"autoguidance={autoguidance!r} needs guide_model=...: a weaker version of the "
+                "model (smaller or trained for less time, Karras et al. 2024) to guide it; or "
+                "leave autoguidance=1.0."
+            )
+        return
+    if guide_model is model:
+        raise ValueError(
+            "guide_model is the model itself: model - guide would be 0. Give a weaker version "
+            "of the model (smaller, or trained for less time)."
+        )
+    mine, theirs = prediction_of(model), prediction_of(guide_model)
+    if mine != theirs:
+        raise ValueError(
+            f"the model predicts {mine!r} but guide_model predicts {theirs!r}: autoguidance "
+            "mixes the two predictions, so give a guide trained for the same target."
+        )
+    shape, guide_shape = _model_image_shape(model), _model_image_shape(guide_model)
+    if shape is not None and guide_shape is not None and shape != guide_shape:
+        raise ValueError(
+            f"the model draws images of shape {shape} but guide_model {guide_shape}: give a "
+            "guide for the same images."
+        )
+    classes = getattr(getattr(_unwrap_any(model), "config", None), "num_classes", None)
+    guide_classes = getattr(getattr(_unwrap_any(guide_model), "config", None), "num_classes", None)
+    if classes != guide_classes and classes is not None:
+        raise ValueError(
+            f"the model knows {classes} classes but guide_model "
+            f"{'is unconditional' if guide_classes is None else f'knows {guide_classes}'}: "
+            "autoguidance calls the guide with the same labels, so give a guide trained on "
+            "the same classes."
+        )
+
+
+def _unwrap_any(model: object) -> object:
+    """:func:`~diffusion_edu.models.common.unwrap` for a module; any other callable as it is."""
+    return unwrap(model) if isinstance(model, torch.nn.Module) else model
 
 
 def sample_steps(
@@ -613,6 +688,8 @@ def sample_steps(
     progress: bool = False,
     t_start: int | None = None,
     guidance_interval: Sequence[int] | None = None,
+    guide_model: NoisePredictor | None = None,
+    autoguidance: float = 1.0,
 ) -> Iterator[SampleStep]:
     """Run the reverse process from ``x_T``, yielding a :class:`SampleStep` after every step.
 
@@ -631,6 +708,9 @@ def sample_steps(
     ``guidance_interval=(t_lo, t_hi)`` guides only the steps whose timestep t has
     ``t_lo < t <= t_hi`` (:func:`step_guidance`); each :class:`SampleStep` says which
     scale it used.
+
+    ``guide_model`` with ``autoguidance != 1`` guides every network pass by a weaker model
+    (autoguidance, :func:`_predict`); :func:`_check_autoguidance` checks the pair.
     """
     sampler, timesteps = plan_sampling(model, schedule.T, sampler, steps, t_start)
     interval = check_guidance_interval(guidance_interval, schedule.T)
@@ -645,7 +725,7 @@ def sample_steps(
     ):
         t_batch = torch.full((batch,), t, dtype=torch.long, device=x_t.device)
         w = step_guidance(t, guidance, interval)
-        pred = _predict(model, x_t, t_batch, cond, w).to(x_t.dtype)
+        pred = _predict(model, x_t, t_batch, cond, w, guide_model, autoguidance).to(x_t.dtype)
         x0_hat, eps_hat = split_prediction(pred, x_t, t_batch, schedule, prediction)
         noise = torch.randn(x_t.shape, generator=generator, device=x_t.device, dtype=x_t.dtype)
         if clip_x0:
@@ -666,7 +746,9 @@ def sample_steps(
             if t_prev > 0:  # corrector: the slope where the Euler step landed
                 t_next = torch.full_like(t_batch, t_prev)
                 w_next = step_guidance(t_prev, guidance, interval)
-                pred_next = _predict(model, x_prev, t_next, cond, w_next).to(x_t.dtype)
+                pred_next = _predict(
+                    model, x_prev, t_next, cond, w_next, guide_model, autoguidance
+                ).to(x_t.dtype)
                 x0_next, eps_next = split_prediction(
                     pred_next, x_prev, t_next, schedule, prediction
                 )
@@ -784,6 +866,8 @@ def _run(
     return_trajectory: bool,
     t_start: int | None = None,
     guidance_interval: GuidanceInterval | None = None,
+    guide_model: NoisePredictor | None = None,
+    autoguidance: float = 1.0,
 ) -> torch.Tensor | Trajectory:
     """Run :func:`sample_steps` to the end (model in eval mode, the thread policy), collecting
     the trajectory if asked: what :func:`sample` and :func:`sdedit` share.
@@ -795,16 +879,18 @@ def _run(
     device = x_start.device
     if cond is not None:
         cond = cond.to(device)
-    was_training = isinstance(model, torch.nn.Module) and model.training
-    if isinstance(model, torch.nn.Module):
-        model.eval()
+    networks = [m for m in (model, guide_model) if isinstance(m, torch.nn.Module)]
+    was_training = [m for m in networks if m.training]
+    for network in networks:
+        network.eval()
     try:
         with cpu_threads(threads_for(model, device)):  # the thread policy (device.py)
             xs, x0_hats, timesteps = [x_start.cpu()], [], []
             x = x_start
             for step in sample_steps(
                 model, schedule, x_start, cond, sampler, steps, eta, guidance, generator,
-                clip_x0 and not latent, progress, t_start, guidance_interval,
+                clip_x0 and not latent, progress, t_start, guidance_interval, guide_model,
+                autoguidance,
             ):  # fmt: skip
                 x = step.x_prev
                 if return_trajectory:
@@ -814,8 +900,8 @@ def _run(
             if latent:
                 x = unwrap(model).decode_latents(x)  # (B, C, H, W) latents -> pixels
     finally:
-        if was_training:
-            model.train()
+        for network in was_training:
+            network.train()
     images = x.clamp(-1.0, 1.0) if clip_x0 else x  # data in [-1, 1]; other data left as it is
     if not return_trajectory:
         return images
@@ -847,6 +933,8 @@ def sample(
     x_T: torch.Tensor | None = None,
     guidance_interval: Sequence[int] | None = None,
     prompts: str | Sequence[str] | None = None,
+    guide_model: NoisePredictor | None = None,
+    autoguidance: float = 1.0,
 ) -> torch.Tensor | Trajectory:
     """Draw new images from a trained noise predictor, starting from pure noise x_T ~ N(0, I).
 
@@ -865,6 +953,12 @@ def sample(
             timestep t has ``t_lo < t <= t_hi``, and take the plain conditional prediction
             (w = 1, one model call) at the others (Kynkaanniemi et al. 2024; see
             :func:`step_guidance`). None (default): every step.
+        guide_model, autoguidance: autoguidance (Karras et al. 2024, "Guiding a Diffusion
+            Model with a Bad Version of Itself"): every network pass becomes
+            ``guide + autoguidance * (model - guide)``, where ``guide_model`` is a weaker
+            version of the model (smaller, or trained for less time), conditioned the same
+            way. It costs one pass of the guide per pass of the model. 1.0 (default): off.
+            Combines with ``guidance``, which then mixes autoguided predictions.
         seed: same seed, same device -> the same images.
         return_trajectory: also return every x_t and x0_hat (for animations), as a
             :class:`Trajectory`.
@@ -903,6 +997,7 @@ def sample(
     if guidance != 1.0 and cond is None:
         raise ValueError("classifier-free guidance needs labels: pass labels=... or guidance=1.0.")
     interval = check_guidance_interval(guidance_interval, schedule.T)
+    _check_autoguidance(model, guide_model, autoguidance)
     if x_T is not None:
         if x_T.shape[0] != n:
             raise ValueError(
@@ -927,7 +1022,7 @@ def sample(
         x_T = x_T.to(device)
     return _run(
         model, schedule, x_T, cond, sampler, steps, eta, guidance, generator, clip_x0, progress,
-        return_trajectory, None, interval,
+        return_trajectory, None, interval, guide_model, autoguidance,
     )  # fmt: skip
 
 
@@ -949,6 +1044,8 @@ def sdedit(
     clip_x0: bool = True,
     guidance_interval: Sequence[int] | None = None,
     prompts: str | Sequence[str] | None = None,
+    guide_model: NoisePredictor | None = None,
+    autoguidance: float = 1.0,
 ) -> torch.Tensor | Trajectory:
     """Start the reverse process from a noised real image: SDEdit (Meng et al. 2022), "img2img".
 
@@ -999,6 +1096,7 @@ def sdedit(
     if guidance != 1.0 and cond is None:
         raise ValueError("classifier-free guidance needs labels: pass labels=... or guidance=1.0.")
     interval = check_guidance_interval(guidance_interval, schedule.T)
+    _check_autoguidance(model, guide_model, autoguidance)
     if t_start > 0:  # check sampler and steps before any work
         plan_sampling(model, schedule.T, sampler, steps, t_start)
     device = _model_device(model) or images.device
@@ -1016,7 +1114,7 @@ def sdedit(
     x_start = q_sample(x0, t_start, schedule, noise)  # 1. (B, C, H, W) at t_start
     return _run(
         model, schedule, x_start, cond, sampler, steps, eta, guidance, generator, clip_x0,
-        progress, return_trajectory, t_start, interval,
+        progress, return_trajectory, t_start, interval, guide_model, autoguidance,
     )  # fmt: skip
 
 

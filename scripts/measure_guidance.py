@@ -11,11 +11,21 @@ the same n (``frechet_floor_draws``: mean and range of 10 draws).
     OMP_NUM_THREADS=1 .venv/bin/python scripts/measure_guidance.py \\
         --points ddim:50:3:200-800 ddpm:1000:2:300-900 --seeds 0 1 2            # single settings
 
-A point is ``SAMPLER:STEPS:W[:LO-HI][:eta=ETA]``: sampler ``ddim``, ``ddpm`` or
+A point is ``SAMPLER:STEPS:W[:LO-HI][:eta=ETA][:auto=WA]``: sampler ``ddim``, ``ddpm`` or
 ``dpm-solver++``, the number of steps, the guidance scale w, optionally the guidance interval
-(guide only the steps with LO < t <= HI) and DDIM's eta. Every run is merged into the results
-file (``--out``, default data/results/guidance.json): a run with the same settings and seed
-replaces the old one, the others are kept, so the measurements can be made in chunks.
+(guide only the steps with LO < t <= HI), DDIM's eta, and autoguidance WA by the ``--guide``
+model (Karras et al. 2024; ``sample(..., guide_model=..., autoguidance=WA)``).
+
+``--model`` measures another model than the shipped ``mnist``: a pretrained name or a training
+checkpoint (its EMA weights), e.g. a bigger network guided by the shipped one::
+
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/measure_guidance.py \\
+        --model runs/patched/checkpoint.pt --guide mnist --out /tmp/patched.json \\
+        --points ddim:50:1.25:600-900:eta=1:auto=2 --seeds 0 1 2
+
+Every run is merged into the results file (``--out``, default data/results/guidance.json): a
+run with the same settings and seed replaces the old one, the others are kept, so the
+measurements can be made in chunks.
 
 ``--recommend POINT`` measures one point at ``--seeds`` and writes it into the model's record
 (data/pretrained/mnist_unet.json) as the keys "recommended" (keyword arguments for
@@ -39,6 +49,7 @@ import numpy as np
 import torch
 
 from diffusion_edu import load_pretrained
+from diffusion_edu.checkpoints import CheckpointError, load_checkpoint
 from diffusion_edu.data import repo_data_dir
 from diffusion_edu.device import cpu_model_name
 from diffusion_edu.files import atomic_write
@@ -81,6 +92,7 @@ class Setting:
     guidance: float
     guidance_interval: tuple[int, int] | None = None
     eta: float = 0.0
+    autoguidance: float = 1.0
 
     @property
     def name(self) -> str:
@@ -88,7 +100,8 @@ class Setting:
             "" if self.guidance_interval is None else ":{}-{}".format(*self.guidance_interval)
         )
         eta = f":eta={self.eta:g}" if self.sampler == "ddim" and self.eta else ""
-        return f"{self.sampler}:{self.steps}:{self.guidance:g}{interval}{eta}"
+        auto = f":auto={self.autoguidance:g}" if self.autoguidance != 1.0 else ""
+        return f"{self.sampler}:{self.steps}:{self.guidance:g}{interval}{eta}{auto}"
 
     def sample_kwargs(self) -> dict[str, Any]:
         """The keyword arguments for ``sample()``: DDPM takes all T steps (no ``steps``)."""
@@ -99,6 +112,8 @@ class Setting:
             kwargs["eta"] = self.eta
         if self.guidance_interval is not None:
             kwargs["guidance_interval"] = self.guidance_interval
+        if self.autoguidance != 1.0:
+            kwargs["autoguidance"] = self.autoguidance  # with guide_model=... (not JSON)
         return kwargs
 
     def model_calls(self, T: int) -> int:
@@ -113,16 +128,19 @@ def parse_point(text: str, T: int = 1000) -> Setting:
     parts = text.split(":")
     try:
         sampler, steps, guidance = parts[0], int(parts[1]), float(parts[2])
-        interval, eta = None, 0.0
+        interval, eta, auto = None, 0.0, 1.0
         for extra in parts[3:]:
             if extra.startswith("eta="):
                 eta = float(extra[4:])
+            elif extra.startswith("auto="):
+                auto = float(extra[5:])
             else:
                 lo, hi = extra.split("-")
                 interval = check_guidance_interval((int(lo), int(hi)), T)
     except (IndexError, ValueError) as error:
         raise SystemExit(
-            f"a point is SAMPLER:STEPS:W[:LO-HI][:eta=ETA], e.g. ddim:50:3:200-800; got {text!r} "
+            f"a point is SAMPLER:STEPS:W[:LO-HI][:eta=ETA][:auto=WA], e.g. ddim:50:3:200-800; "
+            f"got {text!r} "
             f"({error})"
         ) from None
     if sampler not in SAMPLERS:
@@ -131,7 +149,7 @@ def parse_point(text: str, T: int = 1000) -> Setting:
         )
     if sampler == "ddpm" and steps != T:
         raise SystemExit(f"ddpm takes all T={T} steps: write ddpm:{T}:..., got {text!r}")
-    return Setting(sampler, steps, guidance, interval, eta)
+    return Setting(sampler, steps, guidance, interval, eta, auto)
 
 
 def measure(
@@ -142,11 +160,16 @@ def measure(
     seed: int,
     heldout: torch.Tensor,
     floor: float,
+    guide: torch.nn.Module | None = None,
 ) -> dict[str, Any]:
-    """Sample n balanced digits with ``setting`` and ``seed``; score them."""
+    """Sample n balanced digits with ``setting`` and ``seed`` (autoguided by ``guide``); score
+    them."""
+    if setting.autoguidance != 1.0 and guide is None:
+        raise SystemExit(f"{setting.name} asks for autoguidance: give --guide MODEL")
     labels = balanced_labels(n)
     start = time.perf_counter()
     images = sample(model, schedule, labels=labels, seed=seed, progress=False,
+                    guide_model=guide if setting.autoguidance != 1.0 else None,
                     **setting.sample_kwargs())  # fmt: skip
     seconds = time.perf_counter() - start
     agreement = class_agreement(images, labels)
@@ -161,6 +184,9 @@ def measure(
         "fd_over_floor": round(fd / floor, 3),
         "meets_goal": bool(agreement >= AGREEMENT_GOAL and fd <= FD_GOAL_RATIO * floor),
         "model_calls_per_image": setting.model_calls(schedule.T),
+        "guide_calls_per_image": setting.model_calls(schedule.T)
+        if setting.autoguidance != 1
+        else 0,
         "seconds_per_image": round(seconds / n, 4),
     }
 
@@ -181,7 +207,8 @@ def merge(path: Path, runs: list[dict[str, Any]], header: dict[str, Any]) -> dic
     record["commands"] = commands
     record["runs"] = sorted(kept + runs, key=lambda r: (r["sampler"], r["steps"], r["eta"],
                                                          r["guidance_interval"] or [-1, -1],
-                                                         r["guidance"], r["seed"]))  # fmt: skip
+                                                         r["guidance"], r.get("autoguidance", 1.0),
+                                                         r["seed"]))  # fmt: skip
     return record
 
 
@@ -195,6 +222,7 @@ def setting_from_kwargs(kwargs: dict[str, Any]) -> Setting:
         guidance=float(kwargs.get("guidance", 1.0)),
         guidance_interval=None if interval is None else (int(interval[0]), int(interval[1])),
         eta=float(kwargs.get("eta", 0.0)),
+        autoguidance=float(kwargs.get("autoguidance", 1.0)),
     )
 
 
@@ -234,6 +262,26 @@ def measure_floor(n: int) -> dict[str, Any]:
             "high": round(max(draws), 4), "draws": len(draws)}  # fmt: skip
 
 
+def load_model(spec: str) -> tuple[torch.nn.Module, Any]:
+    """``(model, schedule)`` of a pretrained name (``load_pretrained``) or of a training
+    checkpoint's EMA weights (a path ending in .pt)."""
+    if spec.endswith(".pt"):
+        try:
+            checkpoint = load_checkpoint(spec)
+        except (CheckpointError, FileNotFoundError) as error:
+            raise SystemExit(f"cannot load the model {spec}: {error}") from None
+        if checkpoint.schedule is None:
+            raise SystemExit(f"{spec} has no noise schedule: it is not a diffusion model")
+        return checkpoint.build_model(ema=True).eval(), checkpoint.schedule
+    return load_pretrained(spec)
+
+
+def model_description(model: str, guide: str | None) -> str:
+    """The model of a results file, in words."""
+    name = f"load_pretrained({model!r})" if not model.endswith(".pt") else f"the checkpoint {model}"
+    return name if guide is None else f"{name}, autoguided by {guide} at points with auto=WA"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=500, help="digits per run (a multiple of 10)")
@@ -254,11 +302,34 @@ def main() -> None:
         metavar="POINT",
         help="measure POINT at --seeds and write it into the model record",
     )
-    parser.add_argument("--out", type=Path, default=repo_data_dir() / RESULTS_FILE)
-    parser.add_argument("--record", type=Path, default=repo_data_dir() / PRETRAINED_RECORD)
+    parser.add_argument(
+        "--model",
+        default="mnist",
+        help="a pretrained name or a training checkpoint (default: mnist)",
+    )
+    parser.add_argument("--guide", default=None, metavar="MODEL",
+                        help="the weaker model for points with auto=WA: a pretrained name or a "
+                        "training checkpoint")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"results file (default, for --model mnist: data/{RESULTS_FILE})",
+    )
+    parser.add_argument("--record", type=Path, default=None,
+                        help=f"model record for --recommend (default, for --model mnist: "
+                        f"data/{PRETRAINED_RECORD})")  # fmt: skip
     args = parser.parse_args()
+    if args.model != "mnist" and (args.out is None or (args.recommend and args.record is None)):
+        parser.error(
+            "--model other than mnist: give --out (and --record with --recommend), so "
+            "the shipped model's files are not mixed with another model's runs"
+        )
+    args.out = args.out or repo_data_dir() / RESULTS_FILE
+    args.record = args.record or repo_data_dir() / PRETRAINED_RECORD
 
-    model, schedule = load_pretrained("mnist")
+    model, schedule = load_model(args.model)
+    guide = None if args.guide is None else load_model(args.guide)[0]
     settings = [parse_point(p, schedule.T) for p in args.points]
     if args.curve:
         settings += [Setting("ddim", 50, w) for w in CURVE]
@@ -285,11 +356,11 @@ def main() -> None:
         "goal": f"class agreement >= {AGREEMENT_GOAL} and Frechet distance <= {FD_GOAL_RATIO}x "
         "the floor (issue 12)",
         "notes": [
-            "Model: load_pretrained('mnist') (EMA weights). Labels: balanced_labels(n), n / 10 "
-            "per digit. Frechet distance against the 500 held-out digits in the course's "
-            "classifier features; the floor: class-balanced subsets of the real training "
-            "digits vs the held-out digits at the same n (mean, lowest and highest of 10 "
-            "draws).",
+            f"Model: {model_description(args.model, args.guide)} (EMA weights). Labels: "
+            "balanced_labels(n), n / 10 per digit. Frechet distance against the 500 held-out "
+            "digits in the course's classifier features; the floor: class-balanced subsets of "
+            "the real training digits vs the held-out digits at the same n (mean, lowest and "
+            "highest of 10 draws).",
             "guidance_interval [t_lo, t_hi]: guidance w at the steps whose timestep t has "
             "t_lo < t <= t_hi, the plain conditional prediction (w = 1, one model call) at "
             "the others (Kynkaanniemi et al. 2024). None: every step.",
@@ -301,7 +372,7 @@ def main() -> None:
     runs, start = [], time.perf_counter()
     for setting in settings:
         for seed in args.seeds:
-            run = measure(model, schedule, setting, args.n, seed, heldout, floor["mean"])
+            run = measure(model, schedule, setting, args.n, seed, heldout, floor["mean"], guide)
             runs.append(run)
             print(f"  {setting.name:>24} seed {seed}: agreement {run['class_agreement']:.3f}, "
                   f"FD {run['frechet_distance']:.3f} ({run['fd_over_floor']:.2f}x floor), "

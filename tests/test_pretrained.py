@@ -251,3 +251,32 @@ def test_flow_vs_ddpm_record_says_how_few_steps_each_model_needs():
         for s in steps:
             calls = model_calls(line["sampler"], 1000, s, record["guidance"])
             assert line["steps"][str(s)]["model_calls_per_image"] == calls
+
+
+def test_measure_guidance_scores_autoguidance_points_and_asks_for_the_guide(tmp_path, tiny_unet):
+    """scripts/measure_guidance.py: a point's ``auto=WA`` is sample()'s autoguidance, it round-
+    trips through the record's keyword arguments, and it needs --guide."""
+    from script_modules import load_script
+
+    mg = load_script("measure_guidance")
+    point = mg.parse_point("ddim:5:1.5:20-40:eta=1:auto=2")
+    assert point.autoguidance == 2.0 and point.name == "ddim:5:1.5:20-40:eta=1:auto=2"
+    assert mg.parse_point(point.name) == point
+    assert mg.setting_from_kwargs(point.sample_kwargs()) == point
+    assert "autoguidance" not in mg.parse_point("ddim:5:1.5").sample_kwargs()
+    with pytest.raises(SystemExit, match="auto=WA"):
+        mg.parse_point("ddim:5:1.5:auto=two")
+    model, guide = tiny_unet(seed=1).eval(), tiny_unet(seed=2).eval()
+    schedule, heldout = NoiseSchedule.cosine(T=50), torch.rand(20, 1, 28, 28) * 2 - 1
+    with pytest.raises(SystemExit, match="give --guide"):
+        mg.measure(model, schedule, point, 10, 0, heldout, 0.3)
+    run = mg.measure(model, schedule, point, 10, 0, heldout, 0.3, guide)
+    assert run["autoguidance"] == 2.0 and run["setting"] == point.name
+    # DDIM-5 visits t = 50, 40, 30, 20, 10: 40 and 30 are guided (two calls), the rest one.
+    assert run["model_calls_per_image"] == run["guide_calls_per_image"] == 7
+    checkpoint = tmp_path / "model.pt"
+    save_checkpoint(checkpoint, model, schedule, step=1)
+    loaded, loaded_schedule = mg.load_model(str(checkpoint))
+    assert loaded.config == model.config and loaded_schedule == schedule
+    with pytest.raises(SystemExit, match="cannot load"):
+        mg.load_model(str(tmp_path / "missing.pt"))

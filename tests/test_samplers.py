@@ -1174,3 +1174,113 @@ def test_model_calls_counts_guided_steps_twice_and_heuns_corrections():
                guidance_interval=interval, progress=False)  # fmt: skip
         assert model_calls(sampler, 100, steps, w, interval) == sum(calls), (sampler, steps)
     assert model_calls("heun", 100, 4, 2.0) == 14 and model_calls("heun", 100, 5) == 9
+
+
+class Constant(nn.Module):
+    """Predicts ``value`` with a label and ``value_null`` without (label 10 = no label)."""
+
+    null_label = 10
+
+    def __init__(self, value: float, value_null: float) -> None:
+        super().__init__()
+        self.value, self.value_null = value, value_null
+        self.inputs: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, x_t, t, labels=None):  # noqa: ANN001, ANN201
+        self.inputs.append((x_t.clone(), t.clone(), labels.clone()))
+        has_label = (labels != self.null_label).float().view(-1, 1, 1, 1)
+        return torch.ones_like(x_t) * (self.value_null + (self.value - self.value_null) * has_label)
+
+
+@pytest.mark.parametrize("autoguidance", [0.0, 2.0, 3.5])
+@pytest.mark.parametrize("guidance", [1.0, 1.5])
+def test_autoguidance_mixes_every_pass_as_karras_eq_1_and_guidance_mixes_the_results(
+    autoguidance, guidance
+):
+    """D = D0 + w_a (D1 - D0) for the conditional and the unconditional pass; classifier-free
+    guidance then mixes those: eps = U + w (C - U) (Karras et al. 2024, Eq. 1; Ho & Salimans)."""
+    good, bad = Constant(1.0, 0.2), Constant(0.4, 0.1)
+    schedule = NoiseSchedule.linear(T=20)
+    x_T = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    step = next(sample_steps(good, schedule, x_T, torch.tensor([3, 5]), "ddim", 2,
+                             guidance=guidance, clip_x0=False, guide_model=bad,
+                             autoguidance=autoguidance))  # fmt: skip
+    cond = 0.4 + autoguidance * (1.0 - 0.4)
+    uncond = 0.1 + autoguidance * (0.2 - 0.1)
+    eps = uncond + guidance * (cond - uncond)
+    expected = predict_x0_from_eps(x_T, 20, torch.full_like(x_T, eps), schedule)
+    assert_close(step.x0_hat, expected)
+    # The guide saw exactly what the model saw: the same x_t, t and labels (nulls included).
+    assert len(bad.inputs) == len(good.inputs) == 1
+    for seen_by_guide, seen_by_model in zip(bad.inputs[0], good.inputs[0], strict=True):
+        assert torch.equal(seen_by_guide, seen_by_model)
+
+
+def test_autoguidance_1_is_the_model_alone_and_never_calls_the_guide(tiny_unet):
+    model, guide = busy_unet(tiny_unet, 5), busy_unet(tiny_unet, 6)
+    schedule = NoiseSchedule.cosine(T=40)
+    kwargs = dict(labels=[1, 8], sampler="ddim", steps=6, eta=1.0, guidance=2.0, seed=4,
+                  progress=False)  # fmt: skip
+    plain = sample(model, schedule, **kwargs)
+    calls = []
+    guide.register_forward_hook(lambda *args: calls.append(1))
+    assert_close(sample(model, schedule, guide_model=guide, autoguidance=1.0, **kwargs), plain,
+                 rtol=0, atol=0)  # fmt: skip
+    assert calls == []
+    guided = sample(model, schedule, guide_model=guide, autoguidance=2.0, **kwargs)
+    assert calls and not torch.allclose(guided, plain, atol=1e-4)
+    # Guiding by the bad model's direction, scaled to 0, gives the guide's own digits.
+    assert_close(sample(model, schedule, guide_model=guide, autoguidance=0.0, **kwargs),
+                 sample(guide, schedule, **kwargs), rtol=1e-5, atol=1e-5)  # fmt: skip
+
+
+def test_autoguidance_calls_the_guide_once_for_every_model_call_even_in_heun_and_sdedit(
+    tiny_unet,
+):
+    model, guide = busy_unet(tiny_unet, 7), busy_unet(tiny_unet, 8)
+    counts = {"model": 0, "guide": 0}
+    model.register_forward_hook(lambda *a: counts.__setitem__("model", counts["model"] + 1))
+    guide.register_forward_hook(lambda *a: counts.__setitem__("guide", counts["guide"] + 1))
+    schedule = NoiseSchedule.cosine(T=100)
+    sample(model, schedule, labels=[0, 3], sampler="heun", steps=4, guidance=1.5,
+           guidance_interval=(40, 80), guide_model=guide, autoguidance=2.0,
+           progress=False)  # fmt: skip
+    assert counts["model"] == counts["guide"] == 7  # Heun-4: 4 + 3 passes (batched with nulls)
+    images = torch.zeros(2, 1, 28, 28)
+    a, b = (
+        sdedit(model, schedule, images, 60, labels=[2, 2], steps=3, seed=1, guide_model=guide,
+               autoguidance=2.0)
+        for _ in range(2)
+    )  # fmt: skip
+    assert counts["model"] == counts["guide"] == 7 + 6
+    assert_close(a, b, rtol=0, atol=0)
+
+
+def test_autoguidance_leaves_a_guide_in_training_mode_as_it_found_it(tiny_unet):
+    model, guide = busy_unet(tiny_unet, 1), tiny_unet(seed=2).train()
+    modes = []
+    guide.register_forward_hook(lambda module, *a: modes.append(module.training))
+    sample(model, NoiseSchedule.linear(T=10), labels=[4], sampler="ddim", steps=2,
+           guide_model=guide, autoguidance=2.0, progress=False)  # fmt: skip
+    assert modes == [False, False] and guide.training
+
+
+def test_autoguidance_bad_input_gives_clear_errors(tiny_unet):
+    model = busy_unet(tiny_unet, 1)
+    schedule = NoiseSchedule.linear(T=10)
+    kwargs = dict(labels=[4], sampler="ddim", steps=2, progress=False)
+    cases = [
+        (dict(autoguidance=2.0), "needs guide_model"),
+        (dict(guide_model=model, autoguidance=2.0), "is the model itself"),
+        (dict(guide_model=tiny_unet(prediction="v"), autoguidance=2.0), "predicts 'v'"),
+        (dict(guide_model=tiny_unet(image_size=16), autoguidance=2.0), "shape"),
+        (dict(guide_model=tiny_unet(num_classes=None), autoguidance=2.0), "is unconditional"),
+        (dict(guide_model=tiny_unet(num_classes=5), autoguidance=2.0), "knows 5"),
+        (dict(guide_model=tiny_unet(seed=3), autoguidance="2"), "must be a number"),
+        (dict(guide_model=tiny_unet(seed=3), autoguidance=float("nan")), "finite"),
+    ]
+    for extra, match in cases:
+        with pytest.raises(ValueError, match=match):
+            sample(model, schedule, **kwargs, **extra)
+    with pytest.raises(ValueError, match="needs guide_model"):
+        sdedit(model, schedule, torch.zeros(1, 1, 28, 28), 5, labels=[4], autoguidance=1.5)
