@@ -57,7 +57,13 @@ from diffusion_edu.loop import TensorBatches, TrainConfig, Trainer, TrainingDive
 from diffusion_edu.models.common import model_for_config
 from diffusion_edu.models.dit import DiTConfig
 from diffusion_edu.models.unet import UNetConfig, count_parameters
-from diffusion_edu.pretrained import PRETRAINED_IMAGE_MODELS, pretrained_info, sampling_flags
+from diffusion_edu.pretrained import (
+    PRETRAINED_IMAGE_MODELS,
+    PRETRAINED_MODELS,
+    load_pretrained,
+    pretrained_info,
+    sampling_flags,
+)
 from diffusion_edu.recipes import DIT_SIZES, MODEL_SIZES, expectation_for, recipe_for
 from diffusion_edu.samplers import SAMPLERS, plan_sampling, sample
 from diffusion_edu.schedules import make_schedule
@@ -332,6 +338,13 @@ def _add_sample_command(commands: Any) -> None:
                      "LO < t <= HI, and sample the others plainly conditional: guidance in a "
                      "limited interval (Kynkaanniemi et al. 2024). 0 T guides every step "
                      "(default: every step)")  # fmt: skip
+    how.add_argument("--autoguidance", type=_finite_float, default=None, metavar="W",
+                     help="autoguidance (Karras et al. 2024): every prediction becomes guide + "
+                     "W (model - guide), with --guide-model a weaker version of the model "
+                     "(1 = off; default 1)")  # fmt: skip
+    how.add_argument("--guide-model", default=None, metavar="MODEL",
+                     help="the guide for --autoguidance: a shipped model's name (e.g. "
+                     "mnist-guide) or a checkpoint written by train")  # fmt: skip
     how.add_argument("--seed", type=int, default=0, help="same seed, same images")
     how.add_argument("--device", default=None, help="cpu, cuda, mps (default: automatic)")
     how.add_argument("--no-ema", action="store_true",
@@ -620,24 +633,27 @@ def _sampling_settings(
     else from a shipped model's recommended settings, else the default. Also returns which
     came from the recommendation."""
     try:
-        recommended = pretrained_info(args.pretrained).recommended if args.pretrained else {}
+        info = pretrained_info(args.pretrained) if args.pretrained else None
+        recommended = info.recommended_names if info is not None else {}  # a guide by name
     except (FileNotFoundError, CheckpointError) as error:
         raise CliError(str(error)) from None
     default_sampler = "euler" if prediction_of(model) == "flow" else "ddim"
     flags = {"sampler": args.sampler, "steps": args.steps, "eta": args.eta,
              "guidance": args.guidance,
              "guidance_interval": None if args.guidance_interval is None
-             else tuple(args.guidance_interval)}  # fmt: skip
+             else tuple(args.guidance_interval),
+             "autoguidance": args.autoguidance, "guide_model": args.guide_model}  # fmt: skip
     sampler = args.sampler or recommended.get("sampler") or default_sampler
     # steps and eta belong to a sampler: recommended only with the recommended sampler;
     # guidance only where there is a condition to guide towards.
-    usable = {"sampler"}
+    usable = {"sampler", "autoguidance", "guide_model"}
     if sampler == recommended.get("sampler", default_sampler):
         usable |= {"steps", "eta"}
     if conditional:
         usable |= {"guidance", "guidance_interval"}
     settings: dict[str, Any] = {"sampler": sampler, "steps": None, "eta": 0.0, "guidance": 1.0,
-                                "guidance_interval": None}  # fmt: skip
+                                "guidance_interval": None, "autoguidance": 1.0,
+                                "guide_model": None}  # fmt: skip
     from_record = []
     for name, value in flags.items():
         if value is not None:
@@ -667,7 +683,24 @@ def _describe(settings: dict[str, Any], timesteps: list[int]) -> str:
     if settings["guidance_interval"] is not None and settings["guidance"] != 1.0:
         lo, hi = settings["guidance_interval"]
         text += f" at {lo} < t <= {hi}"
+    if settings.get("autoguidance", 1.0) != 1.0:
+        text += f", autoguidance {settings['autoguidance']:g} by {settings['guide_model']}"
     return text
+
+
+def _load_guide(spec: str | None, device: torch.device) -> torch.nn.Module | None:
+    """``--guide-model``: a shipped model by name, or a train checkpoint's EMA weights."""
+    if spec is None:
+        return None
+    try:
+        if spec in PRETRAINED_MODELS:
+            return load_pretrained(spec, device=device)[0]
+        return load_checkpoint(Path(spec)).build_model(ema=True, device=device)
+    except (FileNotFoundError, CheckpointError) as error:
+        raise CliError(
+            f"--guide-model {spec}: {error} (give a shipped model's name: "
+            f"{', '.join(PRETRAINED_MODELS)}, or a checkpoint written by train)"
+        ) from None
 
 
 def _num_classes(model_config: object) -> int | None:
@@ -742,12 +775,13 @@ def _sample(args: argparse.Namespace) -> int:
         print(f"Recommended settings of the shipped model {args.pretrained!r} (its record, "
               f"data/pretrained/{record}): {names}. A flag overrides each.",
               flush=True)  # fmt: skip
+    guide = _load_guide(settings["guide_model"], device) if settings["autoguidance"] != 1 else None
     start = time.perf_counter()
     try:  # the sampler checks its own arguments (guidance without labels, say)
         images = sample(
             model, checkpoint.schedule, n=None if labels is not None or prompts else n,
             labels=labels, prompts=prompts, seed=args.seed, device=device,
-            progress=not args.no_progress, **settings,
+            progress=not args.no_progress, **{**settings, "guide_model": guide},
         )  # fmt: skip
     except ValueError as error:
         raise CliError(str(error).rstrip(".")) from None

@@ -8,6 +8,10 @@ command that produced it and the quality measured with :mod:`diffusion_edu.metri
 sampling settings, measured with ``scripts/measure_guidance.py``:
 ``sample(model, schedule, labels=..., **pretrained_info("mnist").recommended)``.
 
+A record's recommended settings may autoguide (Karras et al. 2024) by another shipped model,
+named in it (``"autoguidance": 2.0, "guide_model": NAME``): :attr:`PretrainedInfo.recommended`
+loads that model, so ``sample(..., **pretrained_info(name).recommended)`` autoguides with it.
+
 ``load_pretrained("mnist-text")`` is lesson 09's text-conditioned digit model: the same small
 U-Net with a tiny text encoder and cross-attention, sampled with
 ``sample(model, schedule, prompts=["a bold seven leaning right"])``; its record holds the
@@ -86,8 +90,11 @@ _MAKERS: dict[str, str] = {
 }
 
 
-#: The keyword arguments of ``sample()`` a record's "recommended" key may set.
-RECOMMENDABLE: tuple[str, ...] = ("sampler", "steps", "eta", "guidance", "guidance_interval")
+#: The keyword arguments of ``sample()`` a record's "recommended" key may set (``guide_model``
+#: as the name of another shipped model, loaded by :attr:`PretrainedInfo.recommended`).
+RECOMMENDABLE: tuple[str, ...] = (
+    "sampler", "steps", "eta", "guidance", "guidance_interval", "autoguidance", "guide_model",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -105,12 +112,21 @@ class PretrainedInfo:
 
         Read from the record's "recommended" key (``{}`` if it has none), e.g.
         ``{"sampler": "ddim", "steps": 50, "eta": 1.0, "guidance": 1.5,
-        "guidance_interval": (600, 900)}`` for "mnist";
+        "guidance_interval": (600, 900)}``;
         the record's "recommended_scores" holds what they were measured to give. JSON lists
-        become tuples (``guidance_interval``). Use them as
-        ``sample(model, schedule, labels=..., **info.recommended)``; any argument given
-        after them overrides one (Python: ``{**info.recommended, "guidance": 1.0}``).
+        become tuples (``guidance_interval``); a ``guide_model`` (a shipped model's name, for
+        autoguidance) becomes that model, loaded on the CPU (:func:`load_pretrained`). Use
+        them as ``sample(model, schedule, labels=..., **info.recommended)``; any argument
+        given after them overrides one (Python: ``{**info.recommended, "guidance": 1.0}``).
         """
+        settings = self.recommended_names
+        if "guide_model" in settings:
+            settings["guide_model"] = load_pretrained(settings["guide_model"])[0]
+        return settings
+
+    @property
+    def recommended_names(self) -> dict[str, Any]:
+        """:attr:`recommended` as the record says it: a ``guide_model`` stays a name."""
         recommended = self.record.get("recommended", {})
         if not isinstance(recommended, dict):
             raise CheckpointError(
@@ -123,6 +139,12 @@ class PretrainedInfo:
                 f"{self.weights.with_suffix('.json')}: 'recommended' has {', '.join(unknown)}, "
                 f"which sample() settings do not include ({', '.join(RECOMMENDABLE)})."
             )
+        guide = recommended.get("guide_model")
+        if guide is not None and guide not in PRETRAINED_MODELS:
+            raise CheckpointError(
+                f"{self.weights.with_suffix('.json')}: 'recommended' names the guide_model "
+                f"{guide!r}, which is not a shipped model ({', '.join(PRETRAINED_MODELS)})."
+            )
         return {k: tuple(v) if isinstance(v, list) else v for k, v in recommended.items()}
 
     @property
@@ -130,13 +152,13 @@ class PretrainedInfo:
         """The recommended settings as flags of ``python -m diffusion_edu sample``, e.g.
         ``"--sampler ddim --steps 50 --eta 1 --guidance 1.5 --guidance-interval 600 900"``
         (what ``sample --pretrained NAME`` uses when no flag is given)."""
-        return sampling_flags(self.recommended)
+        return sampling_flags(self.recommended_names)
 
     @property
     def recommended_text(self) -> str:
         """The recommended settings in words, e.g. ``"DDIM-50 (eta 1), guidance 1.5 at
         600 < t <= 900"``; ``"the samplers' defaults"`` if the record names none."""
-        return sampling_text(self.recommended)
+        return sampling_text(self.recommended_names)
 
 
 def sampling_flags(settings: dict[str, Any]) -> str:
@@ -146,6 +168,8 @@ def sampling_flags(settings: dict[str, Any]) -> str:
         value = settings[key]
         if isinstance(value, (tuple, list)):  # guidance_interval: two numbers
             text = " ".join(map(str, value))
+        elif key == "guide_model" and not isinstance(value, str):
+            raise ValueError("sampling_flags: give guide_model as a shipped model's name")
         else:
             text = f"{value:g}" if isinstance(value, float) else str(value)
         flags.append(f"--{key.replace('_', '-')} {text}")
@@ -171,6 +195,10 @@ def sampling_text(settings: dict[str, Any]) -> str:
             lo, hi = settings["guidance_interval"]
             text += f" at {lo} < t <= {hi}"
         parts.append(text)
+    if settings.get("autoguidance", 1.0) != 1.0:
+        guide = settings.get("guide_model")
+        by = f" by {guide}" if isinstance(guide, str) else ""
+        parts.append(f"autoguidance {settings['autoguidance']:g}{by}")
     return ", ".join(parts)
 
 

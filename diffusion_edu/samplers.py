@@ -669,6 +669,15 @@ def _check_autoguidance(
         )
 
 
+def _check_guide_device(guide_model: NoisePredictor | None, device: torch.device) -> None:
+    guide_device = _model_device(guide_model) if guide_model is not None else None
+    if guide_device is not None and guide_device.type != device.type:
+        raise ValueError(
+            f"guide_model is on {guide_device} but the sampling runs on {device}: move it with "
+            f"guide_model.to({str(device)!r})."
+        )
+
+
 def _unwrap_any(model: object) -> object:
     """:func:`~diffusion_edu.models.common.unwrap` for a module; any other callable as it is."""
     return unwrap(model) if isinstance(model, torch.nn.Module) else model
@@ -1015,6 +1024,7 @@ def sample(
         if device is not None
         else (_model_device(model) or torch.device("cpu"))
     )
+    _check_guide_device(guide_model, device)
     generator = _seeded_generator(device, seed)
     if x_T is None:
         x_T = torch.randn((n, *shape), generator=generator, device=device)  # (B, C, H, W)
@@ -1100,6 +1110,7 @@ def sdedit(
     if t_start > 0:  # check sampler and steps before any work
         plan_sampling(model, schedule.T, sampler, steps, t_start)
     device = _model_device(model) or images.device
+    _check_guide_device(guide_model, device)
     images = images.to(device)
     if t_start == 0:
         out = images.clone()

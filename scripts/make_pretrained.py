@@ -129,15 +129,17 @@ def main() -> None:
         n = len(torch.arange(10).repeat_interleave(args.per_class))
         floor = measure_guidance.measure_floor(n)
         heldout_digits, _ = reference_digits("test")
+        guide_name = recommended.get("guide_model")  # autoguidance by a shipped model
+        guide = None if guide_name is None else measure_guidance.load_model(guide_name)[0]
         runs = [
             measure_guidance.measure(model, checkpoint.schedule, setting, n, seed,
-                                     heldout_digits, floor["mean"])
+                                     heldout_digits, floor["mean"], guide)
             for seed in args.recommended_seeds
         ]  # fmt: skip
         command = "python scripts/make_pretrained.py (the recommended settings, seeds " + (
             " ".join(map(str, args.recommended_seeds)) + ")"
         )
-        record.update(measure_guidance.recommended_keys(setting, runs, floor, command))
+        record.update(measure_guidance.recommended_keys(setting, runs, floor, command, guide_name))
         print("recommended", record["recommended"], record["recommended_scores"]["seeds"])
     for key, value in old.items():
         if key not in record:

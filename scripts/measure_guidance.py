@@ -60,6 +60,7 @@ from diffusion_edu.metrics import (
     frechet_floor_draws,
     reference_digits,
 )
+from diffusion_edu.pretrained import PRETRAINED_MODELS
 from diffusion_edu.samplers import (
     SAMPLERS,
     check_guidance_interval,
@@ -227,11 +228,23 @@ def setting_from_kwargs(kwargs: dict[str, Any]) -> Setting:
 
 
 def recommended_keys(
-    setting: Setting, runs: list[dict[str, Any]], floor: dict[str, Any], command: str
+    setting: Setting,
+    runs: list[dict[str, Any]],
+    floor: dict[str, Any],
+    command: str,
+    guide: str | None = None,
 ) -> dict[str, Any]:
     """The model record's "recommended" (``sample()`` keyword arguments) and
-    "recommended_scores" (what they gave, seed by seed) for ``setting``."""
+    "recommended_scores" (what they gave, seed by seed) for ``setting``; with autoguidance,
+    ``guide`` is the shipped guide model's name (the record's ``guide_model``)."""
     kwargs = setting.sample_kwargs()
+    if setting.autoguidance != 1.0:
+        if guide not in PRETRAINED_MODELS:
+            raise SystemExit(
+                f"a recommended setting with autoguidance names its guide as a shipped model "
+                f"({', '.join(PRETRAINED_MODELS)}), got {guide!r}"
+            )
+        kwargs["guide_model"] = guide
     if "guidance_interval" in kwargs:
         kwargs["guidance_interval"] = list(kwargs["guidance_interval"])  # JSON has no tuples
     agreements = [r["class_agreement"] for r in runs]
@@ -389,8 +402,10 @@ def main() -> None:
         command = f"python scripts/measure_guidance.py --recommend {args.recommend} --seeds " + (
             " ".join(map(str, args.seeds))
         )
+        if args.guide is not None:
+            command += f" --guide {args.guide}"
         model_record = json.loads(args.record.read_text())
-        model_record.update(recommended_keys(chosen, chosen_runs, floor, command))
+        model_record.update(recommended_keys(chosen, chosen_runs, floor, command, args.guide))
         text = json.dumps(model_record, indent=2) + "\n"
         atomic_write(args.record, lambda f: f.write(text.encode()))
         print(f"wrote the keys recommended and recommended_scores into {args.record}")

@@ -508,3 +508,61 @@ def test_prompt_mistakes_are_explained(
     with pytest.raises(SystemExit) as info:
         main([*text, "--labels", "1", "--prompt", "a one"])
     assert info.value.code == 2 and "not allowed with argument" in error_line(capsys)
+
+
+def test_sample_autoguides_by_a_shipped_guide_or_a_checkpoint_and_explains_mistakes(
+    shipped_tiny: Path,
+    tiny_unet,  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--autoguidance W --guide-model NAME|CHECKPOINT: the same images as sample() with the
+    guide; a record that recommends autoguidance is followed; a missing guide is explained."""
+    from diffusion_edu import load_pretrained, sample
+    from diffusion_edu.checkpoints import save_checkpoint
+    from diffusion_edu.pretrained import PRETRAINED_MODELS
+    from diffusion_edu.schedules import NoiseSchedule
+    from diffusion_edu.viz.plots import make_grid
+
+    monkeypatch.setitem(PRETRAINED_MODELS, "mnist-guide", "mnist_guide")  # a shipped guide
+    data = shipped_tiny / "data" / "pretrained"
+    guide = tiny_unet(seed=9)
+    save_checkpoint(data / "mnist_guide.pt", guide, NoiseSchedule.cosine(T=50), step=1)
+    (data / "mnist_guide.json").write_text(json.dumps({"command": "train --steps 1"}))
+    common = ["sample", "--pretrained", "mnist", "--labels", "1,2,3", "--no-progress"]
+    by_name, by_path = shipped_tiny / "n.png", shipped_tiny / "p.png"
+    assert main([*common, "--out", str(by_name), "--autoguidance", "2", "--guide-model",
+                 "mnist-guide"]) == 0  # fmt: skip
+    assert "guidance 2.5 at 10 < t <= 40, autoguidance 2 by mnist-guide" in capsys.readouterr().out
+    assert main([*common, "--out", str(by_path), "--autoguidance", "2", "--guide-model",
+                 str(data / "mnist_guide.pt")]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert (plt.imread(by_name) == plt.imread(by_path)).all()
+    model, schedule = load_pretrained("mnist")
+    images = sample(model, schedule, labels=[1, 2, 3], sampler="ddim", steps=3, guidance=2.5,
+                    guidance_interval=(10, 40), guide_model=load_pretrained("mnist-guide")[0],
+                    autoguidance=2.0, seed=0, progress=False)  # fmt: skip
+    expected = make_grid(images, nrow=2)  # --labels: a square grid
+    assert abs(plt.imread(by_name)[..., 0] - expected).max() < 1 / 255 + 1e-6
+    plain = shipped_tiny / "plain.png"
+    assert main([*common, "--out", str(plain)]) == 0
+    capsys.readouterr()
+    assert not (plt.imread(plain) == plt.imread(by_name)).all()
+    # A record that recommends autoguidance: followed, and said.
+    record = json.loads((data / "mnist_unet.json").read_text())
+    record["recommended"].update(autoguidance=2.0, guide_model="mnist-guide")
+    (data / "mnist_unet.json").write_text(json.dumps(record))
+    recorded = shipped_tiny / "r.png"
+    assert main([*common, "--out", str(recorded)]) == 0
+    out = capsys.readouterr().out
+    assert "autoguidance, guide model." in out and "autoguidance 2 by mnist-guide" in out
+    assert (plt.imread(recorded) == plt.imread(by_name)).all()
+    assert main([*common, "--out", str(plain), "--autoguidance", "1"]) == 0  # the flag wins
+    assert "autoguidance" not in capsys.readouterr().out.split("seed 0")[0]
+    # Mistakes: no guide, a guide that is not there.
+    plain_argv = ["sample", "--checkpoint", str(data / "mnist_unet.pt"), "--labels", "1",
+                  "--no-progress", "--out", str(plain)]  # fmt: skip
+    assert main([*plain_argv, "--autoguidance", "2"]) == 2
+    assert "needs guide_model" in error_line(capsys)
+    assert main([*plain_argv, "--autoguidance", "2", "--guide-model", "nowhere.pt"]) == 2
+    assert "--guide-model nowhere.pt" in error_line(capsys)

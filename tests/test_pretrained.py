@@ -274,9 +274,53 @@ def test_measure_guidance_scores_autoguidance_points_and_asks_for_the_guide(tmp_
     assert run["autoguidance"] == 2.0 and run["setting"] == point.name
     # DDIM-5 visits t = 50, 40, 30, 20, 10: 40 and 30 are guided (two calls), the rest one.
     assert run["model_calls_per_image"] == run["guide_calls_per_image"] == 7
+    floor = {"mean": 0.3, "low": 0.25, "high": 0.35}
+    keys = mg.recommended_keys(point, [run], floor, "cmd", guide="mnist")
+    assert keys["recommended"]["guide_model"] == "mnist"  # a shipped model's name
+    assert keys["recommended"]["autoguidance"] == 2.0
+    with pytest.raises(SystemExit, match="names its guide as a shipped model"):
+        mg.recommended_keys(point, [run], floor, "cmd", guide="runs/guide/checkpoint.pt")
     checkpoint = tmp_path / "model.pt"
     save_checkpoint(checkpoint, model, schedule, step=1)
     loaded, loaded_schedule = mg.load_model(str(checkpoint))
     assert loaded.config == model.config and loaded_schedule == schedule
     with pytest.raises(SystemExit, match="cannot load"):
         mg.load_model(str(tmp_path / "missing.pt"))
+
+
+def test_a_recommended_guide_model_is_loaded_by_name_and_autoguides(
+    tmp_path, monkeypatch, tiny_unet
+):
+    """A record may recommend autoguidance by another shipped model: ``recommended`` loads it,
+    ``recommended_names`` keeps its name for flags and words."""
+    from diffusion_edu.checkpoints import CheckpointError
+    from diffusion_edu.cli import build_parser
+    from diffusion_edu.pretrained import PRETRAINED_MODELS
+
+    monkeypatch.setitem(PRETRAINED_MODELS, "mnist-guide", "mnist_guide")  # a shipped guide
+    guide = tiny_unet(seed=4)
+    save_checkpoint(tmp_path / "pretrained" / "mnist_guide.pt", guide,
+                    NoiseSchedule.cosine(T=50), step=1)  # fmt: skip
+    (tmp_path / "pretrained" / "mnist_guide.json").write_text(json.dumps({"command": "train"}))
+    settings = {"sampler": "ddim", "steps": 5, "guidance": 1.5, "autoguidance": 2.0,
+                "guide_model": "mnist-guide"}  # fmt: skip
+    info = _record_with(tmp_path, monkeypatch, tiny_unet, recommended=settings)
+    assert info.recommended_names == settings
+    loaded = info.recommended["guide_model"]
+    for a, b in zip(loaded.state_dict().values(), guide.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    model, schedule = load_pretrained("mnist")
+    kwargs = dict(labels=[3, 4], seed=1, progress=False)
+    got = sample(model, schedule, **kwargs, **info.recommended)
+    expected = sample(model, schedule, sampler="ddim", steps=5, guidance=1.5, autoguidance=2.0,
+                      guide_model=guide.eval(), **kwargs)  # fmt: skip
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    assert info.recommended_text == "DDIM-5, guidance 1.5, autoguidance 2 by mnist-guide"
+    args = build_parser().parse_args(
+        ["sample", "--pretrained", "mnist", *info.recommended_flags.split()]
+    )
+    assert (args.autoguidance, args.guide_model) == (2.0, "mnist-guide")
+    bad = _record_with(tmp_path, monkeypatch, tiny_unet,
+                       recommended={**settings, "guide_model": "cifar"})  # fmt: skip
+    with pytest.raises(CheckpointError, match="'cifar', which is not a shipped model"):
+        bad.recommended  # noqa: B018
