@@ -723,6 +723,7 @@ def sample_steps(
     """
     sampler, timesteps = plan_sampling(model, schedule.T, sampler, steps, t_start)
     interval = check_guidance_interval(guidance_interval, schedule.T)
+    _check_autoguidance(model, guide_model, autoguidance)
     prediction = prediction_of(model)
     batch = x_T.shape[0]
     x_t = x_T

@@ -1284,6 +1284,9 @@ def test_autoguidance_bad_input_gives_clear_errors(tiny_unet):
             sample(model, schedule, **kwargs, **extra)
     with pytest.raises(ValueError, match="needs guide_model"):
         sdedit(model, schedule, torch.zeros(1, 1, 28, 28), 5, labels=[4], autoguidance=1.5)
+    with pytest.raises(ValueError, match="needs guide_model"):
+        next(sample_steps(model, schedule, torch.zeros(1, 1, 28, 28), None, "ddim", 2,
+                          autoguidance=3.0))  # fmt: skip
     with pytest.raises(ValueError, match="guide_model is on meta but the sampling runs on cpu"):
         sample(model, schedule, **kwargs, guide_model=tiny_unet(seed=3).to("meta"),
                autoguidance=2.0)  # fmt: skip
