@@ -597,10 +597,11 @@ def _predict(
     diffusers). Every target is an affine function of eps at a given (x_t, t), so mixing
     predictions mixes the noise estimates the same way.
 
-    Autoguidance (Karras et al. 2024, Eq. 1 with D0 = ``guide_model``, a weaker version of the
-    model): every pass of the model, conditional or not, is replaced by
-    ``guide + autoguidance * (model - guide)`` on the same input, so classifier-free guidance
-    then acts on the autoguided predictions.
+    Autoguidance (Karras et al. 2024, with ``guide_model`` a weaker version of the model): every
+    pass of the model, conditional or not, is replaced by ``guide + autoguidance * (model -
+    guide)`` on the same input and condition (the authors' sampler, NVlabs/edm2
+    ``generate_images.py``, does the same with denoised images: ``ref_Dx.lerp(Dx, guidance)``).
+    Classifier-free guidance, when asked for too, then acts on the autoguided predictions.
     """
 
     def network(x: torch.Tensor, t: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:

@@ -1194,11 +1194,11 @@ class Constant(nn.Module):
 
 @pytest.mark.parametrize("autoguidance", [0.0, 2.0, 3.5])
 @pytest.mark.parametrize("guidance", [1.0, 1.5])
-def test_autoguidance_mixes_every_pass_as_karras_eq_1_and_guidance_mixes_the_results(
+def test_autoguidance_mixes_every_pass_as_karras_et_al_and_guidance_mixes_the_results(
     autoguidance, guidance
 ):
-    """D = D0 + w_a (D1 - D0) for the conditional and the unconditional pass; classifier-free
-    guidance then mixes those: eps = U + w (C - U) (Karras et al. 2024, Eq. 1; Ho & Salimans)."""
+    """D = D0 + w_a (D1 - D0) for the conditional and the unconditional pass (Karras et al.
+    2024); classifier-free guidance then mixes those: eps = U + w (C - U) (Ho & Salimans)."""
     good, bad = Constant(1.0, 0.2), Constant(0.4, 0.1)
     schedule = NoiseSchedule.linear(T=20)
     x_T = torch.randn(2, 1, 4, 4, generator=torch.Generator().manual_seed(0))
